@@ -1,0 +1,45 @@
+"""metarl's task families: parameterized Gymnasium environments, one task per draw.
+
+Importing this package registers every family under the ``metarl/`` namespace, so
+``gymnasium.make("metarl/Navigation2D-v0")`` works after ``import metarl`` (or
+``import metarl_envs``). This package depends on Gymnasium, MuJoCo and NumPy only; it knows
+nothing of policies or learners.
+
+Every family follows the task protocol (see :class:`metarl_envs.base.TaskEnv`):
+``sample_tasks(n, rng)``, ``set_task(task)`` and ``get_task()``.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from metarl_envs.base import DirectionTask, GoalTask, TaskEnv, VelocityTask
+
+__all__ = ["DirectionTask", "GoalTask", "TaskEnv", "VelocityTask", "FAMILIES", "register_all"]
+
+#: Registered families: id -> (entry point, vector entry point or None, horizon).
+FAMILIES: dict[str, tuple[str, str | None, int]] = {
+    "metarl/Navigation2D-v0": (
+        "metarl_envs.navigation:Navigation2DEnv",
+        "metarl_envs.navigation:Navigation2DVectorEnv",
+        100,
+    ),
+    "metarl/HalfCheetahVel-v0": ("metarl_envs.half_cheetah:HalfCheetahVelEnv", None, 200),
+    "metarl/HalfCheetahDir-v0": ("metarl_envs.half_cheetah:HalfCheetahDirEnv", None, 200),
+}
+
+
+def register_all() -> None:
+    """Register every family with Gymnasium; calling it again is harmless."""
+    for env_id, (entry_point, vector_entry_point, horizon) in FAMILIES.items():
+        if env_id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            id=env_id,
+            entry_point=entry_point,
+            vector_entry_point=vector_entry_point,
+            max_episode_steps=horizon,
+        )
+
+
+register_all()

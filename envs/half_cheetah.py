@@ -1,0 +1,106 @@
+"""Half-cheetah task families (Finn et al. 2017, section 5.3) on Gymnasium's MuJoCo v5 model.
+
+* ``HalfCheetahVel``: run at a goal velocity ~ U[0, 2];
+  reward = -|v_x - goal| - 0.05 ||a||^2.
+* ``HalfCheetahDir``: run forward (+1) or backward (-1), each with probability 1/2;
+  reward = direction * v_x - 0.05 ||a||^2.
+
+Both reuse Gymnasium's ``HalfCheetahEnv`` (v5) for the model, the 17-dimensional observation
+(positions without the root x, then velocities), the reset noise and ``v_x`` (the root's x
+displacement over one env step divided by ``dt``). Actions are clipped to the action space
+before they are applied and before the control cost, as in the paper's rllab environments.
+The horizon (200) comes from the ``TimeLimit`` added by ``gymnasium.make``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+
+from metarl_envs.base import DirectionTask, VelocityTask, check_n
+
+CTRL_COST_WEIGHT = 0.05
+
+
+def _mujoco_warning(message: str) -> None:
+    # Gymnasium's half_cheetah.xml uses `settotalmass`, which MuJoCo >= 3.4 flags as deprecated
+    # on every model load (hundreds of lines per vector env). It still applies; drop the notice.
+    if "settotalmass" not in message:
+        warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+if mujoco.get_mju_user_warning() is None:
+    mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+class _HalfCheetahTaskEnv(HalfCheetahEnv):
+    """Shared step for the half-cheetah families; subclasses define the task and its reward."""
+
+    _task: Any
+
+    def __init__(self, task: Any = None, **kwargs: Any) -> None:
+        super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, **kwargs)
+        self.set_task(task if task is not None else self.default_task)
+
+    default_task: Any = None
+
+    def get_task(self) -> Any:
+        return self._task
+
+    def task_reward(self, x_velocity: float) -> float:
+        raise NotImplementedError
+
+    def step(self, action):
+        action = np.clip(action, self.action_space.low, self.action_space.high)
+        x_before = self.data.qpos[0]
+        self.do_simulation(action, self.frame_skip)
+        x_velocity = (self.data.qpos[0] - x_before) / self.dt
+        task_reward = self.task_reward(x_velocity)
+        ctrl_cost = self.control_cost(action)
+        info = {
+            "x_position": self.data.qpos[0],
+            "x_velocity": x_velocity,
+            "reward_task": task_reward,
+            "reward_ctrl": -ctrl_cost,
+        }
+        return self._get_obs(), task_reward - ctrl_cost, False, False, info
+
+
+class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
+    """Half-cheetah that must run at a goal forward velocity drawn from U[0, 2]."""
+
+    task_distribution = "goal velocity ~ U[0, 2]; reward = -|v_x - goal| - 0.05||a||^2"
+    default_task = VelocityTask(velocity=1.0)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
+        return [VelocityTask(velocity=float(v)) for v in rng.uniform(0.0, 2.0, size=check_n(n))]
+
+    def set_task(self, task: VelocityTask) -> None:
+        if not isinstance(task, VelocityTask):
+            raise TypeError(f"HalfCheetahVel expects a VelocityTask, got {task!r}")
+        self._task = task
+
+    def task_reward(self, x_velocity: float) -> float:
+        return -abs(x_velocity - self._task.velocity)
+
+
+class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
+    """Half-cheetah that must run forward or backward, each with probability 1/2."""
+
+    task_distribution = "direction ~ {-1, +1} (p = 1/2); reward = dir * v_x - 0.05||a||^2"
+    default_task = DirectionTask(direction=1)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
+        return [DirectionTask(direction=int(d)) for d in rng.choice([-1, 1], size=check_n(n))]
+
+    def set_task(self, task: DirectionTask) -> None:
+        if not isinstance(task, DirectionTask) or task.direction not in (-1, 1):
+            raise TypeError(f"HalfCheetahDir expects DirectionTask(direction=±1), got {task!r}")
+        self._task = task
+
+    def task_reward(self, x_velocity: float) -> float:
+        return self._task.direction * x_velocity

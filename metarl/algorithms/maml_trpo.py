@@ -1,0 +1,175 @@
+"""MAML with a TRPO meta-step (Finn, Abbeel and Levine 2017, "Model-Agnostic Meta-Learning
+for Fast Adaptation of Deep Networks", section 3.2 and the RL experiments of section 5.3).
+
+One meta-iteration:
+1. draw ``meta_batch_size`` tasks;
+2. for each inner step, sample episodes with the current (adapted) policy and take a vanilla-PG
+   step per task: θ'_i = θ − α ∇L_i(θ);
+3. sample post-adaptation episodes with θ'_i;
+4. TRPO on the post-adaptation surrogate, differentiating through the inner step(s)
+   (second order unless ``inner.first_order``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.adaptation import Advantages, adapt, compute_advantages, log_probs, masked_task_mean
+from metarl.config import Config
+from metarl.policies import GaussianMLPPolicy, Params, gaussian_kl, gaussian_log_prob
+from metarl.sampler import Episodes, Sampler
+from metarl.trpo import trpo_step
+
+
+@dataclass
+class InnerBatch:
+    """Episodes of one inner step and their advantages."""
+
+    episodes: Episodes
+    advantages: Advantages
+
+
+def env_seeds(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Fresh reset seeds for ``n`` sub-envs, drawn from the run's generator."""
+    return rng.integers(0, 2**31 - 1, size=n)
+
+
+class MAMLTRPO:
+    """Second-order MAML with a TRPO outer step (first-order with ``inner.first_order``)."""
+
+    def __init__(self, policy: GaussianMLPPolicy, sampler: Sampler, config: Config) -> None:
+        self.policy, self.sampler, self.config = policy, sampler, config
+
+    def state_dict(self) -> dict[str, Any]:
+        """TRPO keeps no optimizer state between iterations."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _advantages(self, episodes: Episodes) -> Advantages:
+        c = self.config
+        return compute_advantages(episodes, c.gamma, c.gae_lambda, c.normalize_advantages)
+
+    def adapted(self, params: Params, batches: list[InnerBatch], create_graph: bool) -> Params:
+        """θ' after the inner steps on ``batches`` (per-task parameters)."""
+        first_order = self.config.inner.first_order or not create_graph
+        current, per_task = params, False
+        for batch in batches:
+            current = adapt(
+                self.policy,
+                current,
+                batch.episodes,
+                batch.advantages.values,
+                self.config.inner.lr,
+                first_order=first_order,
+                per_task=per_task,
+            )
+            per_task = True
+        return current
+
+    def sample_adaptation(
+        self, tasks: list[Any], rng: np.random.Generator, generator: torch.Generator
+    ) -> tuple[list[InnerBatch], Episodes, dict[str, float]]:
+        """Inner-loop data: the episodes of every inner step, then post-adaptation episodes."""
+        timings = {"sampling": 0.0, "adaptation": 0.0}
+        self.sampler.set_tasks(tasks)
+        n_envs = self.sampler.num_tasks * self.sampler.episodes_per_task
+        params: Params = {k: v.detach() for k, v in self.policy.params().items()}
+        per_task = False
+        batches = []
+        for _ in range(self.config.inner.steps):
+            t0 = time.perf_counter()
+            episodes = self.sampler.sample(
+                self.policy, params, env_seeds(rng, n_envs), generator, per_task
+            )
+            t1 = time.perf_counter()
+            batch = InnerBatch(episodes, self._advantages(episodes))
+            batches.append(batch)
+            params = adapt(
+                self.policy,
+                params,
+                episodes,
+                batch.advantages.values,
+                self.config.inner.lr,
+                first_order=True,
+                per_task=per_task,
+            )
+            params = {k: v.detach() for k, v in params.items()}
+            per_task = True
+            timings["sampling"] += t1 - t0
+            timings["adaptation"] += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        valid = self.sampler.sample(self.policy, params, env_seeds(rng, n_envs), generator, True)
+        timings["sampling"] += time.perf_counter() - t0
+        return batches, valid, timings
+
+    def meta_objective(self, batches: list[InnerBatch], valid: Episodes):
+        """``loss_and_kl(create_graph)`` for TRPO: the post-adaptation surrogate and mean KL,
+        both relative to the post-adaptation policy of the current θ."""
+        valid_adv = self._advantages(valid).values
+        theta = self.policy.params()
+        old = self.adapted(theta, batches, create_graph=False)
+        old = {k: v.detach() for k, v in old.items()}
+        old_mean, old_log_std = self.policy.dist(old, valid.obs, task_dim=1)
+        old_logp = log_probs(self.policy, old, valid, per_task=True)
+        old_mean, old_log_std, old_logp = old_mean.detach(), old_log_std.detach(), old_logp.detach()
+
+        def loss_and_kl(create_graph: bool) -> tuple[Tensor, Tensor]:
+            adapted = self.adapted(theta, batches, create_graph=create_graph)
+            mean, log_std = self.policy.dist(adapted, valid.obs, task_dim=1)
+            logp = gaussian_log_prob(mean, log_std, valid.actions)
+            ratio = torch.exp(logp - old_logp)
+            loss = -masked_task_mean(ratio * valid_adv, valid.mask).mean()
+            kl = masked_task_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), valid.mask)
+            return loss, kl.mean()
+
+        return loss_and_kl
+
+    def train_iteration(
+        self, rng: np.random.Generator, generator: torch.Generator
+    ) -> dict[str, float]:
+        """One meta-iteration; returns the metrics to log."""
+        c = self.config
+        tasks = self.sampler.sample_tasks(c.meta_batch_size, rng)
+        batches, valid, timings = self.sample_adaptation(tasks, rng, generator)
+
+        t0 = time.perf_counter()
+        result = trpo_step(
+            list(self.policy.parameters()),
+            self.meta_objective(batches, valid),
+            max_kl=c.trpo.max_kl,
+            cg_iters=c.trpo.cg_iters,
+            cg_damping=c.trpo.cg_damping,
+            ls_max_steps=c.trpo.ls_max_steps,
+            ls_backtrack_ratio=c.trpo.ls_backtrack_ratio,
+        )
+        meta_time = time.perf_counter() - t0
+
+        metrics = {
+            "return/pre_adaptation": float(batches[0].episodes.returns_per_task().mean()),
+            "return/post_adaptation": float(valid.returns_per_task().mean()),
+            "trpo/kl": result.kl,
+            "trpo/surrogate_before": -result.loss_before,
+            "trpo/surrogate_after": -result.loss_after,
+            "trpo/line_search_steps": float(result.ls_steps),
+            "trpo/accepted": float(result.accepted),
+            "baseline/retries": float(sum(b.advantages.baseline_retries for b in batches)),
+            "baseline/fallbacks": float(sum(b.advantages.baseline_fallbacks for b in batches)),
+            "policy/std": float(self.policy.log_std.exp().mean()),
+            "sampler/env_steps": float(
+                sum(b.episodes.num_steps for b in batches) + valid.num_steps
+            ),
+            "time/sampling_s": timings["sampling"],
+            "time/adaptation_s": timings["adaptation"],
+            "time/meta_step_s": meta_time,
+        }
+        for k, batch in enumerate(batches[1:], start=1):
+            metrics[f"return/after_{k}_steps"] = float(batch.episodes.returns_per_task().mean())
+        return metrics

@@ -1,0 +1,158 @@
+"""The ``metarl`` command: train, evaluate, envs.
+
+User mistakes (bad config, unknown env, missing run) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from metarl.errors import MetarlError
+
+EXIT_USAGE = 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from metarl.config import load_config
+    from metarl.sampler import resolve_env_id
+    from metarl.trainer import CHECKPOINT, Trainer
+
+    if args.resume:
+        if args.config or args.set or args.seed is not None or args.out:
+            raise MetarlError("--resume DIR takes no CONFIG, --out, --seed or --set")
+        trainer = Trainer.resume(args.resume, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise MetarlError("train needs a CONFIG.yaml (or --resume DIR)")
+        overrides = list(args.set or [])
+        if args.seed is not None:
+            overrides.append(f"seed={args.seed}")
+        config = load_config(args.config, overrides)
+        resolve_env_id(config.env)
+        out = Path(args.out) if args.out else Path("runs") / (
+            f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        if (out / CHECKPOINT).exists() and not args.force:
+            raise MetarlError(
+                f"{str(out)!r} already holds a run; use --resume {out} to continue it "
+                "or --force to start over"
+            )
+        trainer = Trainer(config, out, progress=not args.no_progress)
+    print(f"run directory: {trainer.out_dir}", file=sys.stderr)
+    metrics = trainer.train()
+    if metrics:
+        print(
+            f"done: {trainer.iteration} iterations, return pre {metrics['return/pre_adaptation']:.2f}"
+            f" post {metrics['return/post_adaptation']:.2f}; tensorboard --logdir {trainer.out_dir}"
+        )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from metarl.evaluation import adapt_and_evaluate, load_policy
+
+    config, policy = load_policy(args.run, which=args.checkpoint)
+    result = adapt_and_evaluate(
+        policy, config, num_tasks=args.tasks, steps=args.steps, seed=args.seed, lr=args.lr
+    )
+    print(f"{config.env}: {args.tasks} held-out tasks (seed {args.seed})")
+    print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
+    for k, mean, err in zip(result["steps"], result["mean_return"], result["stderr"], strict=True):
+        print(f"{k:>5}  {mean:>12.2f}  {err:>8.2f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _envs(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import metarl_envs
+
+    rows = []
+    for env_id in sorted(i for i in gym.registry if i.startswith("metarl/")):
+        spec = gym.spec(env_id)
+        env = gym.make(env_id)
+        try:
+            dist = getattr(env.unwrapped, "task_distribution", "") or (
+                (type(env.unwrapped).__doc__ or "").strip().splitlines()[0]
+            )
+            rows.append(
+                (
+                    env_id,
+                    str(env.observation_space.shape),
+                    str(env.action_space.shape),
+                    str(spec.max_episode_steps),
+                    "yes" if spec.vector_entry_point else "no",
+                    dist,
+                )
+            )
+        finally:
+            env.close()
+    del metarl_envs
+    header = ("id", "obs", "act", "horizon", "vectorized", "task distribution")
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(5)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    print(fmt.format(*header))
+    for row in rows:
+        print(fmt.format(*row))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metarl", description="Meta-RL on Gymnasium.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every iteration")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="meta-train from a YAML config")
+    train.add_argument("config", nargs="?", help="experiment config (experiments/*.yaml)")
+    train.add_argument("--out", help="run directory (default runs/<config>-<time>)")
+    train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    train.add_argument("--force", action="store_true", help="overwrite a run already in --out")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="adapt a trained policy to held-out tasks")
+    ev.add_argument("run", help="run directory or checkpoint file")
+    ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
+    ev.add_argument("--steps", type=int, default=3, help="adaptation steps (default 3)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks")
+    ev.add_argument("--lr", type=float, help="adaptation step size (default: the config's)")
+    ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    ev.add_argument("--json", help="write the results as JSON here")
+    ev.set_defaults(func=_evaluate)
+
+    envs = sub.add_parser("envs", help="list the registered task families")
+    envs.set_defaults(func=_envs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    import metarl  # noqa: F401  (registers the families before any env id is resolved)
+
+    try:
+        return args.func(args)
+    except MetarlError as exc:
+        print(f"metarl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("metarl: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

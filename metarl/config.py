@@ -1,0 +1,247 @@
+"""Experiment configs: a typed schema, YAML loading, ``--set`` overrides and validation.
+
+Every config has the same top-level keys (``env``, ``algorithm``, ``seed``, ``iterations``,
+``meta_batch_size``, ``episodes_per_task``, ``horizon``); nested sections group the policy, the
+inner loop, the meta-optimizer and the sampler. Unknown keys, wrong types and out-of-range
+values raise :class:`ConfigError` with a one-line message that names the key and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metarl.errors import ConfigError
+
+ALGORITHMS = ("maml_trpo",)
+ACTIVATIONS = ("relu", "tanh")
+SAMPLER_BACKENDS = ("auto", "sync", "async")
+
+
+@dataclass
+class PolicyConfig:
+    """The Gaussian MLP policy."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
+    activation: str = "relu"
+    init_log_std: float = 0.0
+
+
+@dataclass
+class InnerConfig:
+    """The inner (adaptation) loop: ``steps`` vanilla-PG steps of size ``lr``."""
+
+    lr: float = 0.1
+    steps: int = 1
+    first_order: bool = False
+
+
+@dataclass
+class TRPOConfig:
+    """The outer TRPO step on the post-adaptation surrogate."""
+
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_max_steps: int = 15
+    ls_backtrack_ratio: float = 0.8
+
+
+@dataclass
+class SamplerConfig:
+    """Where rollouts run. ``auto`` takes the family's own vector env if it has one."""
+
+    backend: str = "auto"
+
+
+@dataclass
+class Config:
+    """A whole experiment. Field docs are in the README's config table."""
+
+    env: str = "metarl/Navigation2D-v0"
+    algorithm: str = "maml_trpo"
+    seed: int = 0
+    iterations: int = 500
+    meta_batch_size: int = 20
+    episodes_per_task: int = 20
+    horizon: int = 100
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    normalize_advantages: bool = True
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Ranges: key -> (predicate, what is allowed).
+_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "iterations": (lambda v: v >= 1, "an integer >= 1"),
+    "meta_batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "episodes_per_task": (lambda v: v >= 1, "an integer >= 1"),
+    "horizon": (lambda v: v >= 1, "an integer >= 1"),
+    "gamma": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+    "gae_lambda": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = torch's default)"),
+    "algorithm": (lambda v: v in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
+    "policy.hidden_sizes": (
+        lambda v: len(v) >= 1 and all(h >= 1 for h in v),
+        "a non-empty list of integers >= 1",
+    ),
+    "policy.activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
+    "inner.lr": (lambda v: v > 0, "a number > 0"),
+    "inner.steps": (lambda v: v >= 1, "an integer >= 1"),
+    "trpo.max_kl": (lambda v: v > 0, "a number > 0"),
+    "trpo.cg_iters": (lambda v: v >= 1, "an integer >= 1"),
+    "trpo.cg_damping": (lambda v: v >= 0, "a number >= 0"),
+    "trpo.ls_max_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "trpo.ls_backtrack_ratio": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "sampler.backend": (lambda v: v in SAMPLER_BACKENDS, f"one of {', '.join(SAMPLER_BACKENDS)}"),
+}
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key the schema accepts, e.g. ``inner.lr``."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys.extend(valid_keys(hints[f.name], key + "."))
+        else:
+            keys.append(key)
+    return keys
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} must be a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    raise ConfigError(f"config key {key!r}: unsupported type {tp!r}")
+
+
+def _unknown_key(key: str) -> ConfigError:
+    keys = valid_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"unknown config key {key!r}; {hint}valid keys: {', '.join(keys)}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        key = prefix + str(name)
+        if name not in names:
+            raise _unknown_key(key)
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, key + ".")
+        else:
+            kwargs[name] = _coerce(key, value, tp)
+            if key in _RULES:
+                ok, allowed = _RULES[key]
+                if not ok(kwargs[name]):
+                    raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a plain (YAML-like) dict."""
+    return _build(Config, data)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["inner.lr=0.05", "seed=3"]`` into a nested dict; values are parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in valid_keys() and not key.startswith("env_kwargs."):
+            raise _unknown_key(key)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: ``update`` wins."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML experiment config, apply ``--set`` overrides and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return config_from_dict(merge(data, parse_overrides(overrides or [])))

@@ -1,0 +1,101 @@
+"""Figure-5 style evaluation: the return on held-out tasks after 0, 1, …, K adaptation steps."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.adaptation import adapt, compute_advantages
+from metarl.config import Config, config_from_dict
+from metarl.errors import MetarlError
+from metarl.policies import GaussianMLPPolicy, Params
+from metarl.sampler import Sampler
+from metarl.trainer import BEST, CHECKPOINT, EVAL_STREAM, load_checkpoint, make_policy
+
+
+def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, GaussianMLPPolicy]:
+    """The config and trained policy of a run directory (``latest`` or ``best`` checkpoint)
+    or of a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / (BEST if which == "best" else CHECKPOINT)
+    elif not path.exists():
+        raise MetarlError(f"run directory or checkpoint {str(path)!r} not found")
+    state = load_checkpoint(path)
+    config = config_from_dict(state["config"])
+    shapes = state["policy"]
+    obs_dim = shapes["mean.0.weight"].shape[1]
+    act_dim = shapes["log_std"].shape[0]
+    policy = make_policy(config, obs_dim, act_dim)
+    policy.load_state_dict(state["policy"])
+    return config, policy
+
+
+def adapt_and_evaluate(
+    policy: GaussianMLPPolicy,
+    config: Config,
+    num_tasks: int = 40,
+    steps: int = 3,
+    seed: int = 0,
+    episodes_per_task: int | None = None,
+    lr: float | None = None,
+) -> dict[str, Any]:
+    """Adapt ``policy`` to ``num_tasks`` held-out tasks and record the return after each step.
+
+    Tasks come from a stream independent of training's for the same seed. Each step samples
+    ``episodes_per_task`` fresh episodes with the current parameters, records their mean
+    return, then takes one PG step of size ``lr`` (default: the config's inner lr).
+    """
+    if num_tasks < 1 or steps < 0:
+        raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
+    episodes_per_task = episodes_per_task or config.episodes_per_task
+    lr = config.inner.lr if lr is None else lr
+    rng = np.random.default_rng([seed, EVAL_STREAM])
+    generator = torch.Generator().manual_seed(seed)
+    sampler = Sampler(
+        config.env,
+        num_tasks,
+        episodes_per_task,
+        config.horizon,
+        backend=config.sampler.backend,
+        env_kwargs=config.env_kwargs,
+    )
+    try:
+        tasks = sampler.sample_tasks(num_tasks, rng)
+        sampler.set_tasks(tasks)
+        params: Params = {k: v.detach() for k, v in policy.params().items()}
+        per_task = False
+        returns = []  # [steps + 1][num_tasks]
+        for k in range(steps + 1):
+            seeds = rng.integers(0, 2**31 - 1, size=num_tasks * episodes_per_task)
+            episodes = sampler.sample(policy, params, seeds, generator, per_task)
+            returns.append(episodes.returns_per_task().tolist())
+            if k < steps:
+                adv = compute_advantages(
+                    episodes, config.gamma, config.gae_lambda, config.normalize_advantages
+                )
+                params = adapt(policy, params, episodes, adv.values, lr, True, per_task)
+                params = {n: v.detach() for n, v in params.items()}
+                per_task = True
+    finally:
+        sampler.close()
+
+    per_step = np.asarray(returns)
+    return {
+        "env_id": config.env,
+        "num_tasks": num_tasks,
+        "steps": list(range(steps + 1)),
+        "mean_return": per_step.mean(axis=1).tolist(),
+        "stderr": (per_step.std(axis=1, ddof=1) / math.sqrt(num_tasks)).tolist()
+        if num_tasks > 1
+        else [0.0] * (steps + 1),
+        "per_task_returns": per_step.T.tolist(),
+        "tasks": [repr(t) for t in tasks],
+        "seed": seed,
+        "episodes_per_task": episodes_per_task,
+        "lr": lr,
+    }

@@ -1,0 +1,160 @@
+"""Rollouts of a (possibly per-task adapted) policy on a vector env with one task per sub-env.
+
+The sampler owns one Gymnasium ``VectorEnv`` of ``num_tasks × episodes_per_task`` sub-envs.
+Sub-env ``i * episodes_per_task + j`` runs episode ``j`` of task ``i``. Every call resets all
+sub-envs with fresh seeds and runs one episode in each, for at most ``horizon`` steps; steps
+after an episode ended are masked out. Which vector env runs underneath (the family's own
+vectorized twin, or Gymnasium's Sync/Async vector envs) is chosen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.errors import EnvNotFoundError
+from metarl.policies import GaussianMLPPolicy, Params
+from metarl.tasks import set_tasks, task_api, unknown_env_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Episodes:
+    """A batch of episodes grouped by task; time-major.
+
+    ``obs`` [T, N, E, obs_dim], ``actions`` [T, N, E, act_dim], ``rewards`` and ``mask``
+    [T, N, E] for N tasks and E episodes per task. ``mask[t]`` is 1 while the episode runs.
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    mask: Tensor
+
+    @property
+    def num_steps(self) -> int:
+        """Env steps that belong to episodes (masked steps excluded)."""
+        return int(self.mask.sum().item())
+
+    def returns_per_task(self) -> Tensor:
+        """Undiscounted episode return averaged over each task's episodes: [N]."""
+        return self.rewards.sum(0).mean(-1)
+
+
+def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
+    try:
+        return gym.spec(env_id)
+    except (gym.error.Error, ModuleNotFoundError):
+        raise EnvNotFoundError(unknown_env_message(env_id)) from None
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, horizon: int, backend: str = "auto", **env_kwargs: Any
+) -> gym.vector.VectorEnv:
+    """A vector env of ``num_envs`` copies of ``env_id`` with ``horizon`` as time limit.
+
+    ``backend="auto"`` uses the family's ``vector_entry_point`` when it has one, and
+    ``SyncVectorEnv`` otherwise; ``"sync"`` and ``"async"`` force Gymnasium's vector envs.
+    """
+    spec = resolve_env_id(env_id)
+    if backend == "auto":
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    else:
+        mode = backend
+    kwargs = dict(env_kwargs)
+    if mode != "vector_entry_point":
+        # Sub-envs are checked once by check_task_env; skip the per-step passive checker.
+        kwargs["disable_env_checker"] = True
+    env = gym.make_vec(
+        env_id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=horizon, **kwargs
+    )
+    log.info("sampler backend for %s: %s (%s)", env_id, mode, type(env).__name__)
+    env.metarl_backend = mode
+    return env
+
+
+class Sampler:
+    """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call."""
+
+    def __init__(
+        self,
+        env_id: str,
+        num_tasks: int,
+        episodes_per_task: int,
+        horizon: int,
+        backend: str = "auto",
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.env_id = env_id
+        self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
+        self.env = make_vector_env(
+            env_id, num_tasks * episodes_per_task, horizon, backend, **(env_kwargs or {})
+        )
+        self.backend = self.env.metarl_backend
+        self.obs_dim = int(np.prod(self.env.single_observation_space.shape))
+        self.act_dim = int(np.prod(self.env.single_action_space.shape))
+        self._tasks: list[Any] | None = None
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` tasks from the family's distribution."""
+        return task_api(self.env).sample_tasks(n, rng)
+
+    def set_tasks(self, tasks: list[Any]) -> None:
+        """Give every episode slot of task ``i`` the task ``tasks[i]``."""
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler expects {self.num_tasks} tasks, got {len(tasks)}")
+        if self._tasks is not None and self._tasks == list(tasks):
+            return
+        set_tasks(self.env, [t for t in tasks for _ in range(self.episodes_per_task)])
+        self._tasks = list(tasks)
+
+    def sample(
+        self,
+        policy: GaussianMLPPolicy,
+        params: Params,
+        seeds: np.ndarray,
+        generator: torch.Generator,
+        per_task_params: bool = False,
+    ) -> Episodes:
+        """Run one episode in every sub-env with π_params.
+
+        ``seeds`` (one int per sub-env) seed the resets; ``generator`` draws the action noise.
+        With ``per_task_params`` every tensor of ``params`` has a leading task dimension.
+        """
+        N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
+        obs_buf = torch.zeros(T, N, E, self.obs_dim)
+        act_buf = torch.zeros(T, N, E, self.act_dim)
+        rew_buf = torch.zeros(T, N, E)
+        mask_buf = torch.zeros(T, N, E)
+        params = {k: v.detach() for k, v in params.items()}
+        task_dim = 0 if per_task_params else None
+
+        obs, _ = self.env.reset(seed=[int(s) for s in seeds])
+        alive = np.ones(N * E, dtype=bool)
+        steps = 0
+        for t in range(T):
+            o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
+            actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
+            obs, reward, terminated, truncated, _ = self.env.step(
+                actions.view(N * E, self.act_dim).numpy().astype(np.float64)
+            )
+            obs_buf[t], act_buf[t] = o, actions
+            alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)
+            rew_buf[t] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).view(N, E) * alive_t
+            mask_buf[t] = alive_t
+            alive &= ~(np.asarray(terminated) | np.asarray(truncated))
+            steps = t + 1
+            if not alive.any():
+                break
+        return Episodes(obs_buf[:steps], act_buf[:steps], rew_buf[:steps], mask_buf[:steps])
+
+    def close(self) -> None:
+        self.env.close()

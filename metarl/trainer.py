@@ -1,0 +1,178 @@
+"""The training loop around a meta-learner: seeding, TensorBoard, progress bar, checkpoints.
+
+A run directory holds ``config.yaml`` (the resolved config), TensorBoard event files,
+``checkpoint.pt`` (the latest iteration) and ``best.pt`` (the best post-adaptation return).
+Checkpoints are written to a temporary file and renamed, so a crash never leaves a torn one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from metarl.algorithms import ALGORITHMS
+from metarl.config import Config, config_from_dict
+from metarl.errors import MetarlError
+from metarl.policies import GaussianMLPPolicy
+from metarl.sampler import Sampler
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+CONFIG_FILE = "config.yaml"
+TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent task streams for training and held-out tasks
+
+
+def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
+    p = config.policy
+    return GaussianMLPPolicy(obs_dim, act_dim, p.hidden_sizes, p.activation, p.init_log_std)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to ``path`` through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint file, with a one-line error if it is missing or unreadable."""
+    if not path.is_file():
+        raise MetarlError(f"no checkpoint at {str(path)!r}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise MetarlError(f"checkpoint {str(path)!r} is corrupt or truncated ({exc})") from None
+
+
+class Trainer:
+    """Runs ``config.iterations`` meta-iterations and writes everything into ``out_dir``."""
+
+    def __init__(self, config: Config, out_dir: str | Path, progress: bool = True) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng([config.seed, TRAIN_STREAM])
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.sampler = Sampler(
+            config.env,
+            config.meta_batch_size,
+            config.episodes_per_task,
+            config.horizon,
+            backend=config.sampler.backend,
+            env_kwargs=config.env_kwargs,
+        )
+        self.policy = make_policy(config, self.sampler.obs_dim, self.sampler.act_dim)
+        self.algorithm = ALGORITHMS[config.algorithm](self.policy, self.sampler, config)
+        self.iteration = 0  # iterations completed
+        self.env_steps = 0
+        self.best_return = -float("inf")
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "best_return": self.best_return,
+            "config": self.config.to_dict(),
+            "policy": self.policy.state_dict(),
+            "algorithm": self.algorithm.state_dict(),
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "torch_generator": self.generator.get_state(),
+                "torch_global": torch.get_rng_state(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = state["iteration"]
+        self.env_steps = state["env_steps"]
+        self.best_return = state["best_return"]
+        self.policy.load_state_dict(state["policy"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        self.generator.set_state(state["rng"]["torch_generator"])
+        torch.set_rng_state(state["rng"]["torch_global"])
+
+    @classmethod
+    def resume(cls, out_dir: str | Path, progress: bool = True) -> Trainer:
+        """Rebuild a trainer from ``out_dir``'s config and latest checkpoint."""
+        out_dir = Path(out_dir)
+        state = load_checkpoint(out_dir / CHECKPOINT)
+        trainer = cls(config_from_dict(state["config"]), out_dir, progress)
+        trainer.load_state_dict(state)
+        return trainer
+
+    # --- the loop ----------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        """Run the remaining iterations; returns the last iteration's metrics."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        # purge_step drops events an interrupted run wrote after its last checkpoint.
+        writer = SummaryWriter(str(self.out_dir), purge_step=self.iteration + 1)
+        metrics: dict[str, float] = {}
+        bar = tqdm(
+            range(self.iteration, self.config.iterations),
+            initial=self.iteration,
+            total=self.config.iterations,
+            desc=Path(self.config.env).name,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            for _ in bar:
+                t0 = time.perf_counter()
+                metrics = self.algorithm.train_iteration(self.rng, self.generator)
+                elapsed = time.perf_counter() - t0
+                self.iteration += 1
+                self.env_steps += int(metrics["sampler/env_steps"])
+                metrics["sampler/env_steps_per_s"] = metrics["sampler/env_steps"] / max(
+                    metrics["time/sampling_s"], 1e-9
+                )
+                metrics["sampler/total_env_steps"] = float(self.env_steps)
+                metrics["time/iteration_s"] = elapsed
+                for key, value in metrics.items():
+                    writer.add_scalar(key, value, self.iteration)
+                writer.flush()
+                improved = metrics["return/post_adaptation"] > self.best_return
+                if improved:
+                    self.best_return = metrics["return/post_adaptation"]
+                state = self.state_dict()
+                atomic_save(state, self.out_dir / CHECKPOINT)
+                if improved:
+                    atomic_save(state, self.out_dir / BEST)
+                bar.set_postfix(
+                    pre=f"{metrics['return/pre_adaptation']:.1f}",
+                    post=f"{metrics['return/post_adaptation']:.1f}",
+                    kl=f"{metrics['trpo/kl']:.4f}",
+                )
+                log.info(
+                    "iter %d: return pre %.2f post %.2f, kl %.4f, %.1fs",
+                    self.iteration,
+                    metrics["return/pre_adaptation"],
+                    metrics["return/post_adaptation"],
+                    metrics["trpo/kl"],
+                    elapsed,
+                )
+        finally:
+            bar.close()
+            writer.close()
+            self.sampler.close()
+        return metrics
