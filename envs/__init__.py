@@ -12,7 +12,6 @@ Every family follows the task protocol (see :class:`metarl_envs.base.TaskEnv`):
 from __future__ import annotations
 
 import gymnasium
-
 from metarl_envs.base import DirectionTask, GoalTask, TaskEnv, VelocityTask
 
 __all__ = ["DirectionTask", "GoalTask", "TaskEnv", "VelocityTask", "FAMILIES", "register_all"]

@@ -20,7 +20,6 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-
 from metarl_envs.base import DirectionTask, VelocityTask, check_n
 
 CTRL_COST_WEIGHT = 0.05

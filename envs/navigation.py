@@ -18,7 +18,6 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-
 from metarl_envs.base import GoalTask, check_n
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5

@@ -14,6 +14,8 @@ The main entry points::
 from __future__ import annotations
 
 import metarl_envs  # noqa: F401  (registers the families)
+from metarl_envs import TaskEnv
+
 from metarl.config import Config, load_config
 from metarl.errors import ConfigError, EnvNotFoundError, MetarlError, TaskProtocolError
 from metarl.evaluation import adapt_and_evaluate, load_policy
@@ -21,7 +23,6 @@ from metarl.policies import GaussianMLPPolicy
 from metarl.sampler import Episodes, Sampler, make_vector_env
 from metarl.tasks import check_task_env, get_tasks, set_tasks
 from metarl.trainer import Trainer
-from metarl_envs import TaskEnv
 
 __version__ = "0.1.0"
 

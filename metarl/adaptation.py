@@ -46,9 +46,7 @@ def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum((0, 2)) / mask.sum((0, 2)).clamp_min(1.0)
 
 
-def log_probs(
-    policy: GaussianMLPPolicy, params: Params, episodes: Episodes, per_task: bool
-) -> Tensor:
+def log_probs(policy: GaussianMLPPolicy, params: Params, episodes: Episodes, per_task: bool) -> Tensor:
     """log π_params(a_t | s_t) for every step: [T, N, E]."""
     mean, log_std = policy.dist(params, episodes.obs, task_dim=1 if per_task else None)
     return gaussian_log_prob(mean, log_std, episodes.actions)

@@ -56,19 +56,26 @@ def fit_predict(
     eye = torch.eye(dim, dtype=F.dtype)
 
     weights = torch.zeros(n_tasks, dim, 1, dtype=F.dtype)
-    todo = torch.ones(n_tasks, dtype=torch.bool)
+    # Non-finite data cannot be fixed by regularising: those tasks go straight to a zero baseline.
+    todo = torch.isfinite(FtF).all(dim=(1, 2)) & torch.isfinite(FtR).all(dim=(1, 2))
+    solved = torch.zeros(n_tasks, dtype=torch.bool)
     retries, reg = 0, reg_coeff
     for attempt in range(max_tries):
         idx = todo.nonzero().squeeze(-1)
-        sol = torch.linalg.lstsq(FtF[idx] + reg * eye, FtR[idx]).solution
-        ok = torch.isfinite(sol).all(dim=(1, 2))
-        weights[idx[ok]] = sol[ok]
-        todo[idx[ok]] = False
-        if not todo.any():
+        if idx.numel() == 0:
             break
-        retries += int(todo.sum()) if attempt + 1 < max_tries else 0
+        if attempt > 0:
+            retries += idx.numel()
+        try:
+            sol = torch.linalg.lstsq(FtF[idx] + reg * eye, FtR[idx]).solution
+            ok = torch.isfinite(sol).all(dim=(1, 2))
+            weights[idx[ok]] = sol[ok]
+        except RuntimeError:  # a system the LAPACK driver refuses outright
+            ok = torch.zeros(idx.numel(), dtype=torch.bool)
+        solved[idx[ok]] = True
+        todo[idx[ok]] = False
         reg *= 10.0
-    fallbacks = int(todo.sum())  # these keep zero weights: a zero baseline
+    fallbacks = int((~solved).sum())  # these keep zero weights: a zero baseline
 
     values = (F @ weights).reshape(feats.shape[:-1]).movedim(0, task_dim)
     values = torch.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0) * mask

@@ -34,8 +34,10 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(f"seed={args.seed}")
         config = load_config(args.config, overrides)
         resolve_env_id(config.env)
-        out = Path(args.out) if args.out else Path("runs") / (
-            f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / (f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         )
         if (out / CHECKPOINT).exists() and not args.force:
             raise MetarlError(
@@ -73,7 +75,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
-
     import metarl_envs
 
     rows = []
@@ -81,8 +82,9 @@ def _envs(args: argparse.Namespace) -> int:
         spec = gym.spec(env_id)
         env = gym.make(env_id)
         try:
-            dist = getattr(env.unwrapped, "task_distribution", "") or (
-                (type(env.unwrapped).__doc__ or "").strip().splitlines()[0]
+            dist = (
+                getattr(env.unwrapped, "task_distribution", "")
+                or ((type(env.unwrapped).__doc__ or "").strip().splitlines()[0])
             )
             rows.append(
                 (
@@ -107,11 +109,12 @@ def _envs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metarl", description="Meta-RL on Gymnasium.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every iteration")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log every iteration")
+    parser = argparse.ArgumentParser(prog="metarl", description="Meta-RL on Gymnasium.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="meta-train from a YAML config")
+    train = sub.add_parser("train", help="meta-train from a YAML config", parents=[common])
     train.add_argument("config", nargs="?", help="experiment config (experiments/*.yaml)")
     train.add_argument("--out", help="run directory (default runs/<config>-<time>)")
     train.add_argument("--seed", type=int, help="override the config's seed")
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("evaluate", help="adapt a trained policy to held-out tasks")
+    ev = sub.add_parser("evaluate", help="adapt a trained policy to held-out tasks", parents=[common])
     ev.add_argument("run", help="run directory or checkpoint file")
     ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
     ev.add_argument("--steps", type=int, default=3, help="adaptation steps (default 3)")
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="write the results as JSON here")
     ev.set_defaults(func=_evaluate)
 
-    envs = sub.add_parser("envs", help="list the registered task families")
+    envs = sub.add_parser("envs", help="list the registered task families", parents=[common])
     envs.set_defaults(func=_envs)
     return parser
 

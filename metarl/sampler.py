@@ -9,6 +9,7 @@ vectorized twin, or Gymnasium's Sync/Async vector envs) is chosen here and nowhe
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -50,9 +51,15 @@ class Episodes:
 
 def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise EnvNotFoundError(f"env id {module}:{env_id}: cannot import {module!r} ({exc})") from None
     try:
         return gym.spec(env_id)
-    except (gym.error.Error, ModuleNotFoundError):
+    except gym.error.Error:
         raise EnvNotFoundError(unknown_env_message(env_id)) from None
 
 
@@ -74,7 +81,7 @@ def make_vector_env(
         # Sub-envs are checked once by check_task_env; skip the per-step passive checker.
         kwargs["disable_env_checker"] = True
     env = gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=horizon, **kwargs
+        spec.id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=horizon, **kwargs
     )
     log.info("sampler backend for %s: %s (%s)", env_id, mode, type(env).__name__)
     env.metarl_backend = mode

@@ -80,7 +80,7 @@ def trpo_step(
     old = flat([p.detach() for p in params]).clone()
 
     loss, kl = loss_and_kl(True)
-    loss_before = float(loss)
+    loss_before = float(loss.detach())
     grads = torch.autograd.grad(loss, params, retain_graph=True)
     g = flat(grads)
     kl_grads = flat(torch.autograd.grad(kl, params, create_graph=True))
@@ -93,7 +93,6 @@ def trpo_step(
         return TRPOResult(loss_before, loss_before, 0.0, 0, False, "non-finite gradient")
     step_dir = conjugate_gradient(hvp, g, iters=cg_iters)
     shs = 0.5 * (step_dir @ hvp(step_dir))
-    del kl_grads, grads
     if not torch.isfinite(step_dir).all() or not torch.isfinite(shs) or shs <= 0:
         return TRPOResult(loss_before, loss_before, 0.0, 0, False, "non-finite or flat step")
     full_step = step_dir / torch.sqrt(shs / max_kl)
@@ -102,7 +101,7 @@ def trpo_step(
     for i in range(ls_max_steps):
         set_flat_(params, old - step_size * full_step)
         new_loss, new_kl = loss_and_kl(False)
-        new_loss, new_kl = float(new_loss), float(new_kl)
+        new_loss, new_kl = float(new_loss.detach()), float(new_kl.detach())
         if new_loss < loss_before and new_kl <= max_kl and torch.isfinite(torch.tensor(new_loss)):
             return TRPOResult(loss_before, new_loss, new_kl, i + 1, True)
         step_size *= ls_backtrack_ratio

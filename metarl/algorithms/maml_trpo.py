@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.adaptation import Advantages, adapt, compute_advantages, log_probs, masked_task_mean
+from metarl.adaptation import Advantages, adapt, compute_advantages, masked_task_mean
 from metarl.config import Config
 from metarl.policies import GaussianMLPPolicy, Params, gaussian_kl, gaussian_log_prob
 from metarl.sampler import Episodes, Sampler
@@ -86,9 +86,7 @@ class MAMLTRPO:
         batches = []
         for _ in range(self.config.inner.steps):
             t0 = time.perf_counter()
-            episodes = self.sampler.sample(
-                self.policy, params, env_seeds(rng, n_envs), generator, per_task
-            )
+            episodes = self.sampler.sample(self.policy, params, env_seeds(rng, n_envs), generator, per_task)
             t1 = time.perf_counter()
             batch = InnerBatch(episodes, self._advantages(episodes))
             batches.append(batch)
@@ -117,9 +115,8 @@ class MAMLTRPO:
         theta = self.policy.params()
         old = self.adapted(theta, batches, create_graph=False)
         old = {k: v.detach() for k, v in old.items()}
-        old_mean, old_log_std = self.policy.dist(old, valid.obs, task_dim=1)
-        old_logp = log_probs(self.policy, old, valid, per_task=True)
-        old_mean, old_log_std, old_logp = old_mean.detach(), old_log_std.detach(), old_logp.detach()
+        old_mean, old_log_std = (x.detach() for x in self.policy.dist(old, valid.obs, task_dim=1))
+        old_logp = gaussian_log_prob(old_mean, old_log_std, valid.actions)
 
         def loss_and_kl(create_graph: bool) -> tuple[Tensor, Tensor]:
             adapted = self.adapted(theta, batches, create_graph=create_graph)
@@ -132,9 +129,7 @@ class MAMLTRPO:
 
         return loss_and_kl
 
-    def train_iteration(
-        self, rng: np.random.Generator, generator: torch.Generator
-    ) -> dict[str, float]:
+    def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
         """One meta-iteration; returns the metrics to log."""
         c = self.config
         tasks = self.sampler.sample_tasks(c.meta_batch_size, rng)
@@ -162,10 +157,8 @@ class MAMLTRPO:
             "trpo/accepted": float(result.accepted),
             "baseline/retries": float(sum(b.advantages.baseline_retries for b in batches)),
             "baseline/fallbacks": float(sum(b.advantages.baseline_fallbacks for b in batches)),
-            "policy/std": float(self.policy.log_std.exp().mean()),
-            "sampler/env_steps": float(
-                sum(b.episodes.num_steps for b in batches) + valid.num_steps
-            ),
+            "policy/std": float(self.policy.log_std.detach().exp().mean()),
+            "sampler/env_steps": float(sum(b.episodes.num_steps for b in batches) + valid.num_steps),
             "time/sampling_s": timings["sampling"],
             "time/adaptation_s": timings["adaptation"],
             "time/meta_step_s": meta_time,

@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny float64 MAML problem on fixed episodes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import metarl  # noqa: F401  (registers the families)
+from metarl.adaptation import compute_advantages
+from metarl.algorithms.maml_trpo import MAMLTRPO, InnerBatch
+from metarl.config import Config
+from metarl.policies import GaussianMLPPolicy
+from metarl.sampler import Episodes
+
+
+def random_episodes(T: int, N: int, E: int, obs_dim: int, act_dim: int, seed: int) -> Episodes:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(T, N, E, dtype=torch.float64)
+    mask[T - 2 :, 0, 0] = 0.0  # one short episode
+    return Episodes(
+        obs=torch.randn(T, N, E, obs_dim, generator=g, dtype=torch.float64),
+        actions=torch.randn(T, N, E, act_dim, generator=g, dtype=torch.float64),
+        rewards=torch.randn(T, N, E, generator=g, dtype=torch.float64) * mask,
+        mask=mask,
+    )
+
+
+def tiny_maml(inner_steps: int = 1, first_order: bool = False):
+    """A MAMLTRPO over a 2-4-2 tanh policy in float64, with fixed inner and valid episodes."""
+    torch.manual_seed(0)
+    config = Config(meta_batch_size=3, episodes_per_task=2, horizon=6)
+    config.policy.hidden_sizes = [4]
+    config.policy.activation = "tanh"
+    config.inner.lr = 0.5
+    config.inner.steps = inner_steps
+    config.inner.first_order = first_order
+    policy = GaussianMLPPolicy(2, 2, [4], "tanh", init_log_std=-0.3).double()
+    algo = MAMLTRPO(policy, sampler=None, config=config)
+    batches = []
+    for k in range(inner_steps):
+        eps = random_episodes(6, 3, 2, 2, 2, seed=10 + k)
+        batches.append(InnerBatch(eps, compute_advantages(eps, 0.99, 1.0, True)))
+    valid = random_episodes(6, 3, 2, 2, 2, seed=99)
+    return algo, batches, valid
+
+
+@pytest.fixture
+def maml_problem():
+    return tiny_maml()

@@ -1,0 +1,187 @@
+"""The metarl command: training writes a run, evaluate writes JSON, user errors exit 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from metarl.cli import main
+from metarl.config import load_config
+from metarl.trainer import Trainer
+
+TINY = {
+    "env": "metarl/Navigation2D-v0",
+    "iterations": 2,
+    "meta_batch_size": 3,
+    "episodes_per_task": 2,
+    "horizon": 12,
+    "policy": {"hidden_sizes": [8]},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def test_train_writes_config_events_and_checkpoint_then_evaluate_writes_json(tmp_path, tiny_config):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
+    assert list(run.glob("events.out.tfevents.*"))
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["iteration"] == 2 and set(state["rng"]) == {
+        "numpy",
+        "torch_generator",
+        "torch_global",
+    }
+    assert (run / "best.pt").exists()
+    assert yaml.safe_load((run / "config.yaml").read_text())["horizon"] == 12
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in [
+        "return/pre_adaptation",
+        "return/post_adaptation",
+        "trpo/kl",
+        "trpo/surrogate_before",
+        "trpo/surrogate_after",
+        "trpo/line_search_steps",
+        "sampler/env_steps",
+        "sampler/env_steps_per_s",
+        "time/sampling_s",
+        "time/adaptation_s",
+        "time/meta_step_s",
+    ]:
+        assert tag in tags, tag
+    assert [e.step for e in events.Scalars("return/post_adaptation")] == [1, 2]
+
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(run), "--tasks", "4", "--steps", "2", "--seed", "3", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["env_id"] == "metarl/Navigation2D-v0" and result["num_tasks"] == 4
+    assert result["steps"] == [0, 1, 2]
+    assert len(result["mean_return"]) == len(result["stderr"]) == 3
+    assert len(result["per_task_returns"]) == 4 and all(len(r) == 3 for r in result["per_task_returns"])
+    assert all(r < 0 for r in result["mean_return"])
+    assert main(args) == 0  # same seed, same held-out tasks, same numbers
+    assert json.loads(out.read_text())["mean_return"] == result["mean_return"]
+
+
+def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(tmp_path, tiny_config):
+    config = load_config(tiny_config, ["iterations=3"])
+    full = Trainer(config, tmp_path / "full", progress=False)
+    full.train()
+
+    part = Trainer(config, tmp_path / "part", progress=False)
+    calls = {"n": 0}
+    real_step = part.algorithm.train_iteration
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    part.algorithm.train_iteration = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    resumed = Trainer.resume(tmp_path / "part", progress=False)
+    assert resumed.iteration == 2
+    resumed.train()
+    for (name, a), b in zip(
+        full.policy.state_dict().items(), resumed.policy.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_out_dir_with_a_run_is_not_overwritten_without_force(tmp_path, tiny_config, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"inner": {"lrr": 0.1}}, "unknown config key 'inner.lrr'; did you mean 'inner.lr'?"),
+        ({"meta_batch_size": -4}, "'meta_batch_size' must be an integer >= 1, got -4"),
+        ({"inner": {"lr": 0}}, "'inner.lr' must be a number > 0, got 0"),
+        ({"horizon": "long"}, "'horizon' must be an integer, got 'long'"),
+        (
+            {"env": "metarl/HalfCheetahVell-v0"},
+            "unknown env id 'metarl/HalfCheetahVell-v0'; did you mean",
+        ),
+    ],
+)
+def test_bad_config_exits_2_with_one_clear_line(tmp_path, capsys, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **change}))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_file_malformed_yaml_and_bad_set_exit_2(tmp_path, tiny_config, capsys):
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: [unclosed\n")
+    assert main(["train", str(bad)]) == 2
+    assert "not valid YAML at line" in capsys.readouterr().err
+    assert main(["train", str(tiny_config), "--set", "trpo.max_kll=1"]) == 2
+    assert "did you mean 'trpo.max_kl'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "no-run")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_set_reaches_nested_keys(tiny_config):
+    config = load_config(tiny_config, ["inner.lr=0.05", "seed=7", "policy.hidden_sizes=[16, 16]"])
+    assert config.inner.lr == 0.05 and config.seed == 7 and config.policy.hidden_sizes == [16, 16]
+
+
+def test_console_script_prints_no_traceback_on_user_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "iterationz": 3}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "metarl.cli", "train", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "did you mean 'iterations'" in proc.stderr
+
+
+def test_envs_lists_every_family(capsys):
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    for env_id in [
+        "metarl/Navigation2D-v0",
+        "metarl/HalfCheetahVel-v0",
+        "metarl/HalfCheetahDir-v0",
+    ]:
+        assert env_id in out
+    assert "U[0, 2]" in out
+
+
+def test_user_env_from_its_own_module_trains_from_the_cli(tmp_path, monkeypatch):
+    module = tmp_path / "my_tasks.py"
+    module.write_text(Path(__file__).with_name("user_env_example.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "user.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "env": "my_tasks:my/PointGoal-v0"}))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 0
+    assert (run / "checkpoint.pt").exists()

@@ -1,0 +1,203 @@
+"""Task families: Gymnasium's checker, seeding, task sampling, set_tasks, the vector twin."""
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from metarl_envs import DirectionTask, GoalTask, VelocityTask
+
+import metarl
+from metarl import TaskProtocolError, check_task_env, get_tasks, set_tasks
+
+FAMILIES = ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0"]
+
+
+@pytest.mark.parametrize("env_id", FAMILIES)
+def test_family_passes_gymnasium_check_env_and_the_task_protocol(env_id):
+    env = gym.make(env_id)
+    gym.utils.env_checker.check_env(env.unwrapped, skip_render_check=True)
+    check_task_env(env)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", FAMILIES)
+def test_seeded_reset_and_rollout_are_deterministic(env_id):
+    def rollout(seed):
+        env = gym.make(env_id)
+        task = env.unwrapped.sample_tasks(1, np.random.default_rng(7))[0]
+        env.unwrapped.set_task(task)
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        trace = [obs]
+        for _ in range(20):
+            obs, reward, *_ = env.step(env.action_space.sample())
+            trace += [obs, np.array([reward])]
+        env.close()
+        return np.concatenate([np.ravel(x) for x in trace])
+
+    np.testing.assert_array_equal(rollout(3), rollout(3))
+    if "Cheetah" in env_id:  # reset noise depends on the seed
+        assert not np.array_equal(rollout(3), rollout(4))
+
+
+@pytest.mark.parametrize("env_id", FAMILIES)
+def test_sample_tasks_is_reproducible_and_picklable(env_id):
+    env = gym.make(env_id).unwrapped
+    a = env.sample_tasks(10, np.random.default_rng(0))
+    b = env.sample_tasks(10, np.random.default_rng(0))
+    c = env.sample_tasks(10, np.random.default_rng(1))
+    assert a == b and a != c and len(a) == 10
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert all(repr(t).startswith(type(t).__name__) for t in a)
+
+
+def test_task_distributions_match_the_paper():
+    rng = np.random.default_rng(0)
+    nav = gym.make("metarl/Navigation2D-v0").unwrapped.sample_tasks(2000, rng)
+    goals = np.array([t.goal for t in nav])
+    assert goals.min() >= -0.5 and goals.max() <= 0.5 and abs(goals.mean()) < 0.02
+    vel = gym.make("metarl/HalfCheetahVel-v0").unwrapped.sample_tasks(2000, rng)
+    v = np.array([t.velocity for t in vel])
+    assert v.min() >= 0 and v.max() <= 2 and abs(v.mean() - 1) < 0.05
+    dirs = gym.make("metarl/HalfCheetahDir-v0").unwrapped.sample_tasks(2000, rng)
+    d = np.array([t.direction for t in dirs])
+    assert set(d) == {-1, 1} and abs(d.mean()) < 0.08
+
+
+def test_navigation_dynamics_reward_and_termination():
+    env = gym.make("metarl/Navigation2D-v0")
+    env.unwrapped.set_task(GoalTask(goal=(0.25, 0.0)))
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs, [0.0, 0.0])
+    obs, reward, terminated, _, _ = env.step(np.array([5.0, 0.0]))  # clipped to 0.1
+    np.testing.assert_allclose(obs, [0.1, 0.0])
+    assert reward == pytest.approx(-0.15) and not terminated
+    env.step(np.array([0.1, 0.0]))
+    _, reward, terminated, _, _ = env.step(np.array([0.05, 0.0]))
+    assert terminated and reward == pytest.approx(0.0, abs=1e-6)
+    assert env.spec.max_episode_steps == 100
+
+
+def test_half_cheetah_rewards_follow_the_paper():
+    for env_id, task in [
+        ("metarl/HalfCheetahVel-v0", VelocityTask(1.5)),
+        ("metarl/HalfCheetahDir-v0", DirectionTask(-1)),
+    ]:
+        env = gym.make(env_id)
+        env.unwrapped.set_task(task)
+        env.reset(seed=0)
+        action = np.array([2.0, -0.5, 0.3, 0.0, 1.0, -3.0])
+        _, reward, terminated, truncated, info = env.step(action)
+        clipped = np.clip(action, -1, 1)
+        ctrl = 0.05 * np.sum(clipped**2)
+        v = info["x_velocity"]
+        expected = -abs(v - 1.5) - ctrl if "Vel" in env_id else -v - ctrl
+        assert reward == pytest.approx(expected)
+        assert not terminated and not truncated
+        assert env.spec.max_episode_steps == 200
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_set_tasks_gives_each_sub_env_its_own_task(mode):
+    vec = gym.make_vec("metarl/HalfCheetahVel-v0", num_envs=3, vectorization_mode=mode)
+    tasks = [VelocityTask(0.1), VelocityTask(1.0), VelocityTask(1.9)]
+    set_tasks(vec, tasks)
+    assert get_tasks(vec) == tasks
+    # The task reaches the reward: identical states and actions, different rewards.
+    vec.reset(seed=[0, 0, 0])
+    _, rewards, *_ = vec.step(np.zeros((3, 6)))
+    assert len(set(np.round(rewards, 9))) == 3
+    vec.close()
+
+
+def test_set_tasks_rejects_a_wrong_number_of_tasks():
+    vec = gym.make_vec("metarl/Navigation2D-v0", num_envs=2)
+    with pytest.raises(ValueError, match="got 3 tasks for a vector env of 2"):
+        set_tasks(vec, [GoalTask((0.0, 0.0))] * 3)
+
+
+def test_navigation_vector_env_equals_the_single_env_through_autoresets():
+    n, horizon, steps = 4, 30, 75
+    goals = [(0.1, 0.0), (0.3, -0.2), (-0.4, 0.45), (0.0, 0.2)]
+    tasks = [GoalTask(g) for g in goals]
+    fast = gym.make_vec("metarl/Navigation2D-v0", num_envs=n, max_episode_steps=horizon)
+    ref = gym.make_vec(
+        "metarl/Navigation2D-v0", num_envs=n, vectorization_mode="sync", max_episode_steps=horizon
+    )
+    assert type(fast).__name__ == "Navigation2DVectorEnv"
+    set_tasks(fast, tasks)
+    set_tasks(ref, tasks)
+    rng = np.random.default_rng(0)
+    outs = [env.reset(seed=list(range(n)))[0] for env in (fast, ref)]
+    np.testing.assert_array_equal(*outs)
+    terminations = 0
+    for t in range(steps):
+        actions = rng.uniform(-0.15, 0.15, size=(n, 2))
+        actions[0] = [0.1, 0.0] if t % 5 == 0 else [-0.02, 0.0]  # env 0 reaches its goal often
+        a, b = fast.step(actions), ref.step(actions)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-7)
+        terminations += int(a[2].sum())
+    assert terminations >= 2  # went through terminations and truncations (75 > 2 × 30)
+
+
+def test_check_task_env_names_each_protocol_mistake():
+    class Base(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+        def __init__(self):
+            self.task = 0.5
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(1, np.float32), -abs(float(action[0]) - self.task), False, False, {}
+
+        def sample_tasks(self, n, rng):
+            return [float(x) for x in rng.uniform(-1, 1, n)]
+
+        def set_task(self, task):
+            self.task = task
+
+        def get_task(self):
+            return self.task
+
+    check_task_env(Base())  # the correct one passes
+
+    class NoGetTask(Base):
+        get_task = None
+
+    class IgnoresRng(Base):
+        def sample_tasks(self, n, rng):
+            return [float(x) for x in np.random.uniform(-1, 1, n)]
+
+    class RewardIgnoresTask(Base):
+        def step(self, action):
+            return np.zeros(1, np.float32), 0.0, False, False, {}
+
+    class Unpicklable(Base):
+        def sample_tasks(self, n, rng):
+            return [lambda x=x: x for x in rng.uniform(-1, 1, n)]
+
+        def set_task(self, task):
+            self.task = task()
+
+    cases = [
+        (NoGetTask, "missing method get_task"),
+        (IgnoresRng, "different tasks for the same seed"),
+        (RewardIgnoresTask, "set_task does not change the reward"),
+    ]
+    for cls, message in cases:
+        with pytest.raises(TaskProtocolError, match=message):
+            check_task_env(cls())
+    with pytest.raises(TaskProtocolError, match="(not picklable|different tasks)"):
+        check_task_env(Unpicklable())
+
+
+def test_make_env_lists_close_ids_for_a_typo():
+    with pytest.raises(metarl.EnvNotFoundError, match="metarl/HalfCheetahVel-v0"):
+        metarl.tasks.make_env("metarl/HalfCheetahVell-v0")
