@@ -75,7 +75,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
-    import metarl_envs
 
     rows = []
     for env_id in sorted(i for i in gym.registry if i.startswith("metarl/")):
@@ -98,7 +97,6 @@ def _envs(args: argparse.Namespace) -> int:
             )
         finally:
             env.close()
-    del metarl_envs
     header = ("id", "obs", "act", "horizon", "vectorized", "task distribution")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(5)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
