@@ -59,3 +59,12 @@ def test_random_episodes_fixture_is_deterministic():
     a = random_episodes(4, 2, 2, 2, 2, seed=1)
     b = random_episodes(4, 2, 2, 2, 2, seed=1)
     assert torch.equal(a.obs, b.obs) and torch.equal(a.rewards, b.rewards)
+
+
+def test_meta_objective_given_the_sampled_adapted_params_equals_recomputing_them():
+    algo, batches, valid = tiny_maml()
+    old = algo.adapted(algo.policy.params(), batches, create_graph=False)
+    a = algo.meta_objective(batches, valid)(True)
+    b = algo.meta_objective(batches, valid, {k: v.detach() for k, v in old.items()})(True)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)

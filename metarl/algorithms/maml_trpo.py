@@ -13,6 +13,7 @@ One meta-iteration:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +77,9 @@ class MAMLTRPO:
 
     def sample_adaptation(
         self, tasks: list[Any], rng: np.random.Generator, generator: torch.Generator
-    ) -> tuple[list[InnerBatch], Episodes, dict[str, float]]:
-        """Inner-loop data: the episodes of every inner step, then post-adaptation episodes."""
+    ) -> tuple[list[InnerBatch], Episodes, Params, dict[str, float]]:
+        """Inner-loop data: the episodes of every inner step, the adapted (per-task, detached)
+        parameters and the post-adaptation episodes sampled with them."""
         timings = {"sampling": 0.0, "adaptation": 0.0}
         self.sampler.set_tasks(tasks)
         n_envs = self.sampler.num_tasks * self.sampler.episodes_per_task
@@ -106,14 +108,18 @@ class MAMLTRPO:
         t0 = time.perf_counter()
         valid = self.sampler.sample(self.policy, params, env_seeds(rng, n_envs), generator, True)
         timings["sampling"] += time.perf_counter() - t0
-        return batches, valid, timings
+        return batches, valid, params, timings
 
-    def meta_objective(self, batches: list[InnerBatch], valid: Episodes):
+    def meta_objective(
+        self, batches: list[InnerBatch], valid: Episodes, old: Params | None = None
+    ) -> Callable[[bool], tuple[Tensor, Tensor]]:
         """``loss_and_kl(create_graph)`` for TRPO: the post-adaptation surrogate and mean KL,
-        both relative to the post-adaptation policy of the current θ."""
+        both relative to ``old``, the post-adaptation parameters of the current θ (computed
+        here unless the caller already has them)."""
         valid_adv = self._advantages(valid).values
         theta = self.policy.params()
-        old = self.adapted(theta, batches, create_graph=False)
+        if old is None:
+            old = self.adapted(theta, batches, create_graph=False)
         old = {k: v.detach() for k, v in old.items()}
         old_mean, old_log_std = (x.detach() for x in self.policy.dist(old, valid.obs, task_dim=1))
         old_logp = gaussian_log_prob(old_mean, old_log_std, valid.actions)
@@ -133,12 +139,12 @@ class MAMLTRPO:
         """One meta-iteration; returns the metrics to log."""
         c = self.config
         tasks = self.sampler.sample_tasks(c.meta_batch_size, rng)
-        batches, valid, timings = self.sample_adaptation(tasks, rng, generator)
+        batches, valid, adapted, timings = self.sample_adaptation(tasks, rng, generator)
 
         t0 = time.perf_counter()
         result = trpo_step(
             list(self.policy.parameters()),
-            self.meta_objective(batches, valid),
+            self.meta_objective(batches, valid, adapted),
             max_kl=c.trpo.max_kl,
             cg_iters=c.trpo.cg_iters,
             cg_damping=c.trpo.cg_damping,
