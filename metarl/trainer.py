@@ -162,6 +162,7 @@ class Trainer:
                     pre=f"{metrics['return/pre_adaptation']:.1f}",
                     post=f"{metrics['return/post_adaptation']:.1f}",
                     kl=f"{metrics['trpo/kl']:.4f}",
+                    sps=f"{metrics['sampler/env_steps_per_s']:.0f}",
                 )
                 log.info(
                     "iter %d: return pre %.2f post %.2f, kl %.4f, %.1fs",

@@ -1,0 +1,7 @@
+"""``python -m metarl`` is the ``metarl`` command."""
+
+import sys
+
+from metarl.cli import main
+
+sys.exit(main())
