@@ -23,8 +23,16 @@ FAMILIES: dict[str, tuple[str, str | None, int]] = {
         "metarl_envs.navigation:Navigation2DVectorEnv",
         100,
     ),
-    "metarl/HalfCheetahVel-v0": ("metarl_envs.half_cheetah:HalfCheetahVelEnv", None, 200),
-    "metarl/HalfCheetahDir-v0": ("metarl_envs.half_cheetah:HalfCheetahDirEnv", None, 200),
+    "metarl/HalfCheetahVel-v0": (
+        "metarl_envs.half_cheetah:HalfCheetahVelEnv",
+        "metarl_envs.batched:HalfCheetahVelVectorEnv",
+        200,
+    ),
+    "metarl/HalfCheetahDir-v0": (
+        "metarl_envs.half_cheetah:HalfCheetahDirEnv",
+        "metarl_envs.batched:HalfCheetahDirVectorEnv",
+        200,
+    ),
 }
 
 

@@ -57,9 +57,11 @@ class TRPOConfig:
 
 @dataclass
 class SamplerConfig:
-    """Where rollouts run. ``auto`` takes the family's own vector env if it has one."""
+    """Where rollouts run. ``auto`` takes the family's own vector env if it has one (the
+    batched MuJoCo engine, say), else Gymnasium's ``SyncVectorEnv``."""
 
     backend: str = "auto"
+    num_threads: int = 0  # threads of a batched engine; 0 = the usable cores
 
 
 @dataclass
@@ -110,6 +112,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trpo.ls_max_steps": (lambda v: v >= 1, "an integer >= 1"),
     "trpo.ls_backtrack_ratio": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "sampler.backend": (lambda v: v in SAMPLER_BACKENDS, f"one of {', '.join(SAMPLER_BACKENDS)}"),
+    "sampler.num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = the usable cores)"),
 }
 
 

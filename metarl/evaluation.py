@@ -63,6 +63,7 @@ def adapt_and_evaluate(
         config.horizon,
         backend=config.sampler.backend,
         env_kwargs=config.env_kwargs,
+        num_threads=config.sampler.num_threads,
     )
     try:
         tasks = sampler.sample_tasks(num_tasks, rng)

@@ -10,6 +10,7 @@ vectorized twin, or Gymnasium's Sync/Async vector envs) is chosen here and nowhe
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -64,12 +65,18 @@ def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, horizon: int, backend: str = "auto", **env_kwargs: Any
+    env_id: str,
+    num_envs: int,
+    horizon: int,
+    backend: str = "auto",
+    num_threads: int = 0,
+    **env_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies of ``env_id`` with ``horizon`` as time limit.
 
     ``backend="auto"`` uses the family's ``vector_entry_point`` when it has one, and
     ``SyncVectorEnv`` otherwise; ``"sync"`` and ``"async"`` force Gymnasium's vector envs.
+    ``num_threads`` (0: the usable cores) goes to a vector entry point that takes it.
     """
     spec = resolve_env_id(env_id)
     if backend == "auto":
@@ -77,7 +84,13 @@ def make_vector_env(
     else:
         mode = backend
     kwargs = dict(env_kwargs)
-    if mode != "vector_entry_point":
+    if mode == "vector_entry_point":
+        creator = spec.vector_entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        if num_threads and "num_threads" in inspect.signature(creator).parameters:
+            kwargs["num_threads"] = num_threads
+    else:
         # Sub-envs are checked once by check_task_env; skip the per-step passive checker.
         kwargs["disable_env_checker"] = True
     env = gym.make_vec(
@@ -99,11 +112,12 @@ class Sampler:
         horizon: int,
         backend: str = "auto",
         env_kwargs: dict[str, Any] | None = None,
+        num_threads: int = 0,
     ) -> None:
         self.env_id = env_id
         self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
         self.env = make_vector_env(
-            env_id, num_tasks * episodes_per_task, horizon, backend, **(env_kwargs or {})
+            env_id, num_tasks * episodes_per_task, horizon, backend, num_threads, **(env_kwargs or {})
         )
         self.backend = self.env.metarl_backend
         self.obs_dim = int(np.prod(self.env.single_observation_space.shape))

@@ -76,6 +76,7 @@ class Trainer:
             config.horizon,
             backend=config.sampler.backend,
             env_kwargs=config.env_kwargs,
+            num_threads=config.sampler.num_threads,
         )
         self.policy = make_policy(config, self.sampler.obs_dim, self.sampler.act_dim)
         self.algorithm = ALGORITHMS[config.algorithm](self.policy, self.sampler, config)

@@ -1,0 +1,200 @@
+"""Batched MuJoCo task families: every sub-env of a vector env in one ``mujoco.batch.Batch``.
+
+:class:`MujocoBatchVectorEnv` is the fast twin of a single Gymnasium MuJoCo task env. One
+``Batch.step(nstep=frame_skip)`` call advances all simulations on ``num_threads`` threads in C;
+observations, rewards and flags are computed for all sub-envs at once in NumPy. It follows the
+single env (wrapped in ``TimeLimit``, inside ``SyncVectorEnv``) exactly: the same reset noise
+from the same per-sub-env seeds, the same clipping, reward and time limit, and Gymnasium's
+``NEXT_STEP`` autoreset. The tests compare the two step by step.
+
+A family subclasses it and says how its reward and observation are computed in batch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from metarl_envs.half_cheetah import HalfCheetahDirEnv, HalfCheetahVelEnv
+from mujoco.batch import Batch
+
+MJ_STAGE_NONE = 0
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class MujocoBatchVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``single_env_cls``, simulated together by ``mujoco.batch``."""
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    single_env_cls: type
+
+    def __init__(
+        self,
+        num_envs: int,
+        max_episode_steps: int | None = None,
+        num_threads: int | None = None,
+        **env_kwargs: Any,
+    ) -> None:
+        # The reference env supplies the model, spaces, frame skip, initial state and noise scale.
+        self.reference = ref = self.single_env_cls(**env_kwargs)
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.num_threads = num_threads or usable_cores()
+        self.single_observation_space = ref.observation_space
+        self.single_action_space = ref.action_space
+        self.observation_space = batch_space(ref.observation_space, num_envs)
+        self.action_space = batch_space(ref.action_space, num_envs)
+        self.frame_skip = ref.frame_skip
+        self.dt = ref.dt
+        self._noise = ref._reset_noise_scale
+        self._init_qpos, self._init_qvel = ref.init_qpos.copy(), ref.init_qvel.copy()
+        self._low, self._high = ref.action_space.low, ref.action_space.high
+
+        self.batch = Batch(ref.model, num_envs, nthread=self.num_threads, persistent=True)
+        self.qpos = self.batch.bind("qpos")
+        self.qvel = self.batch.bind("qvel")
+        self.ctrl = self.batch.bind("ctrl")
+        self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._tasks: list[Any] = [ref.get_task()] * num_envs
+        self.set_tasks(self._tasks)
+
+    # --- the task protocol, per sub-env ---------------------------------------------------------
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        return self.reference.sample_tasks(n, rng)
+
+    def set_tasks(self, tasks: list[Any]) -> None:
+        """Give sub-env ``i`` the task ``tasks[i]`` (validated by the reference env)."""
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
+        for task in tasks:
+            self.reference.set_task(task)
+        self._set_task_arrays(list(tasks))
+        self._tasks = list(tasks)
+
+    def get_tasks(self) -> list[Any]:
+        return list(self._tasks)
+
+    # --- what a family defines ------------------------------------------------------------------
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _observe(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _terminated(self) -> np.ndarray:
+        return np.zeros(self.num_envs, dtype=bool)
+
+    # --- Gymnasium's VectorEnv API --------------------------------------------------------------
+    def _reset_ids(self, ids: np.ndarray) -> None:
+        """mj_resetData, then the reference env's reset noise drawn from each sub-env's rng."""
+        if ids.size == 0:
+            return
+        self.batch.reset(ids, stage=MJ_STAGE_NONE)
+        nq, nv = self._init_qpos.size, self._init_qvel.size
+        for i in ids:
+            rng = self._rngs[i]
+            if rng is None:
+                rng, _ = seeding.np_random()
+                self._rngs[i] = rng
+            self.qpos[i] = self._init_qpos + rng.uniform(-self._noise, self._noise, size=nq)
+            self.qvel[i] = self._init_qvel + self._noise * rng.standard_normal(nv)
+        self.batch.forward(ids)
+        self._elapsed[ids] = 0
+        self._autoreset[ids] = False
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+        for i in np.flatnonzero(mask):
+            if seeds[i] is not None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+        self._reset_ids(np.flatnonzero(mask))
+        return self._observe(), {}
+
+    def step(self, actions):
+        actions = np.clip(np.asarray(actions, dtype=np.float64), self._low, self._high)
+        restart = np.flatnonzero(self._autoreset)
+        x_before = self.qpos[:, 0].copy()
+        self.ctrl[:] = actions
+        self.batch.step(nstep=self.frame_skip)
+        # Sub-envs whose episode ended last step are reset instead (their step is discarded).
+        self._reset_ids(restart)
+        reward = self._reward(actions, x_before)
+        terminated = self._terminated()
+        self._elapsed += 1
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if self.max_episode_steps is not None:
+            truncated = self._elapsed >= self.max_episode_steps
+        reward[restart] = 0.0
+        terminated[restart] = False
+        truncated[restart] = False
+        self._elapsed[restart] = 0
+        self._autoreset = terminated | truncated
+        return self._observe(), reward, terminated, truncated, {}
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.reference.close()
+
+
+class _HalfCheetahBatch(MujocoBatchVectorEnv):
+    """Half-cheetah observation (qpos without root x, then qvel) and control cost, batched."""
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+
+    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+        x_velocity = (self.qpos[:, 0] - x_before) / self.dt
+        ctrl_cost = self.reference._ctrl_cost_weight * np.sum(np.square(actions), axis=1)
+        return self._task_reward(x_velocity) - ctrl_cost
+
+    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class HalfCheetahVelVectorEnv(_HalfCheetahBatch):
+    """Batched twin of :class:`~metarl_envs.half_cheetah.HalfCheetahVelEnv`."""
+
+    single_env_cls = HalfCheetahVelEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._goal_velocity = np.array([t.velocity for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        return -np.abs(x_velocity - self._goal_velocity)
+
+
+class HalfCheetahDirVectorEnv(_HalfCheetahBatch):
+    """Batched twin of :class:`~metarl_envs.half_cheetah.HalfCheetahDirEnv`."""
+
+    single_env_cls = HalfCheetahDirEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._direction = np.array([t.direction for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        return self._direction * x_velocity

@@ -1,0 +1,96 @@
+"""The batched MuJoCo engine against the single reference env: the same trajectories."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from metarl_envs import DirectionTask, VelocityTask
+from metarl_envs.batched import HalfCheetahDirVectorEnv, HalfCheetahVelVectorEnv, MujocoBatchVectorEnv
+
+from metarl import get_tasks, set_tasks
+from metarl.sampler import Sampler
+
+CASES = [
+    ("metarl/HalfCheetahVel-v0", [VelocityTask(v) for v in (0.1, 0.7, 1.3, 1.9, 0.0)]),
+    ("metarl/HalfCheetahDir-v0", [DirectionTask(d) for d in (1, -1, -1, 1, 1)]),
+]
+
+
+def pair(env_id, tasks, horizon, num_threads=2):
+    n = len(tasks)
+    fast = gym.make_vec(env_id, num_envs=n, max_episode_steps=horizon, num_threads=num_threads)
+    ref = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", max_episode_steps=horizon)
+    assert isinstance(fast.unwrapped, MujocoBatchVectorEnv)
+    set_tasks(fast, tasks)
+    set_tasks(ref, tasks)
+    return fast, ref
+
+
+@pytest.mark.parametrize("env_id, tasks", CASES)
+@pytest.mark.parametrize("seed", [[11, 12, 13, 14, 15], 3])
+def test_batched_engine_matches_the_single_env_through_autoresets(env_id, tasks, seed):
+    horizon, steps = 90, 230  # two time-limit autoresets per sub-env
+    fast, ref = pair(env_id, tasks, horizon)
+    obs_f, _ = fast.reset(seed=seed)
+    obs_r, _ = ref.reset(seed=seed)
+    assert obs_f.dtype == obs_r.dtype == np.float64
+    np.testing.assert_allclose(obs_f, obs_r, rtol=0, atol=1e-9)
+    rng = np.random.default_rng(0)
+    resets = 0
+    for t in range(steps):
+        actions = rng.uniform(-1.5, 1.5, size=(len(tasks), 6))  # some outside the bounds
+        f, r = fast.step(actions), ref.step(actions)
+        np.testing.assert_allclose(f[0], r[0], rtol=0, atol=1e-9, err_msg=f"obs at step {t}")
+        np.testing.assert_allclose(f[1], r[1], rtol=0, atol=1e-9, err_msg=f"reward at step {t}")
+        np.testing.assert_array_equal(f[2], r[2], err_msg=f"terminated at step {t}")
+        np.testing.assert_array_equal(f[3], r[3], err_msg=f"truncated at step {t}")
+        resets += int(f[3].sum())
+    assert resets == 2 * len(tasks)
+    fast.close()
+    ref.close()
+
+
+def test_partial_reset_with_reset_mask_matches_sync():
+    env_id, tasks = CASES[0]
+    fast, ref = pair(env_id, tasks, horizon=50)
+    for env in (fast, ref):
+        env.reset(seed=0)
+        for _ in range(5):
+            env.step(np.full((len(tasks), 6), 0.5))
+    mask = np.array([True, False, True, False, False])
+    obs_f, _ = fast.reset(seed=[7] * 5, options={"reset_mask": mask})
+    obs_r, _ = ref.reset(seed=[7] * 5, options={"reset_mask": mask})
+    np.testing.assert_allclose(obs_f, obs_r, rtol=0, atol=1e-9)
+
+
+def test_thread_count_does_not_change_the_trajectories():
+    env_id, tasks = CASES[1]
+    outs = []
+    for threads in (1, 2):
+        env = gym.make_vec(env_id, num_envs=5, max_episode_steps=200, num_threads=threads)
+        set_tasks(env, tasks)
+        env.reset(seed=1)
+        for _ in range(20):
+            obs, *_ = env.step(np.full((5, 6), 0.3))
+        outs.append(obs)
+    np.testing.assert_array_equal(*outs)
+
+
+def test_each_sub_env_keeps_its_own_task_and_bad_tasks_are_refused():
+    env = HalfCheetahVelVectorEnv(num_envs=2)
+    tasks = [VelocityTask(0.5), VelocityTask(1.5)]
+    set_tasks(env, tasks)
+    assert get_tasks(env) == tasks
+    with pytest.raises(TypeError, match="expects a VelocityTask"):
+        env.set_tasks([VelocityTask(0.5), DirectionTask(1)])
+    with pytest.raises(ValueError, match="got 1 tasks for 2 envs"):
+        HalfCheetahDirVectorEnv(num_envs=2).set_tasks([DirectionTask(1)])
+
+
+def test_sampler_picks_the_batched_engine_and_falls_back_to_sync_for_other_envs(tmp_path):
+    cheetah = Sampler("metarl/HalfCheetahVel-v0", num_tasks=2, episodes_per_task=2, horizon=5)
+    assert cheetah.backend == "vector_entry_point"
+    assert isinstance(cheetah.env.unwrapped, HalfCheetahVelVectorEnv)
+    cheetah.close()
+    forced = Sampler("metarl/HalfCheetahVel-v0", 2, 2, 5, backend="sync")
+    assert type(forced.env).__name__ == "SyncVectorEnv"
+    forced.close()
