@@ -106,6 +106,24 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from metarl import bench
+
+    if args.what == "sampler":
+        result = bench.bench_sampler(args.env, args.num_envs, args.steps, args.async_envs, args.seed)
+        print(bench.format_sampler(result))
+    else:
+        if not args.config:
+            raise MetarlError("bench iteration needs --config FILE")
+        result = bench.bench_iteration(args.config, args.iterations, args.set or [])
+        print(bench.format_iteration(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log every iteration")
@@ -134,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     envs = sub.add_parser("envs", help="list the registered task families", parents=[common])
     envs.set_defaults(func=_envs)
+
+    bench = sub.add_parser("bench", help="benchmarks: sampler throughput, iteration time", parents=[common])
+    bench.add_argument("what", choices=("sampler", "iteration"))
+    bench.add_argument("--env", default="metarl/HalfCheetahVel-v0", help="sampler: the family")
+    bench.add_argument("--num-envs", type=int, default=800, help="sampler: envs for (a) and (b)")
+    bench.add_argument("--async-envs", type=int, default=80, help="sampler: processes for (c)")
+    bench.add_argument("--steps", type=int, default=200, help="sampler: steps per env")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--config", help="iteration: experiment config (paper size by default)")
+    bench.add_argument("--iterations", type=int, default=3, help="iteration: timed iterations")
+    bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="iteration: override")
+    bench.add_argument("--json", help="write the figures as JSON here")
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -123,10 +123,11 @@ class Sampler:
         self.obs_dim = int(np.prod(self.env.single_observation_space.shape))
         self.act_dim = int(np.prod(self.env.single_action_space.shape))
         self._tasks: list[Any] | None = None
+        self._task_source = task_api(self.env, env_id, **(env_kwargs or {}))
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         """Draw ``n`` tasks from the family's distribution."""
-        return task_api(self.env).sample_tasks(n, rng)
+        return self._task_source.sample_tasks(n, rng)
 
     def set_tasks(self, tasks: list[Any]) -> None:
         """Give every episode slot of task ``i`` the task ``tasks[i]``."""

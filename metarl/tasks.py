@@ -69,16 +69,20 @@ def get_tasks(vector_env: VectorEnv) -> list[Any]:
     return list(env.call("get_task"))
 
 
-def task_api(env: gym.Env | VectorEnv) -> Any:
-    """The object that carries ``sample_tasks``: the unwrapped env, or the vector env itself."""
-    if isinstance(env, VectorEnv):
-        inner = _innermost_vector_env(env)
-        if hasattr(inner, "sample_tasks"):
-            return inner
-        if isinstance(inner, SyncVectorEnv):
-            return inner.envs[0].unwrapped
-        raise TaskProtocolError(f"{type(inner).__name__} has no sample_tasks(n, rng)")
-    return env.unwrapped
+def task_api(env: gym.Env | VectorEnv, env_id: str | None = None, **env_kwargs: Any) -> Any:
+    """The object whose ``sample_tasks`` draws tasks in this process: the unwrapped env, the
+    vector env itself, its first sub-env, or (for ``AsyncVectorEnv``, whose envs live in other
+    processes) a local env made from ``env_id``."""
+    if not isinstance(env, VectorEnv):
+        return env.unwrapped
+    inner = _innermost_vector_env(env)
+    if hasattr(inner, "sample_tasks"):
+        return inner
+    if isinstance(inner, SyncVectorEnv):
+        return inner.envs[0].unwrapped
+    if env_id is not None:
+        return make_env(env_id, **env_kwargs).unwrapped
+    raise TaskProtocolError(f"{type(inner).__name__} has no sample_tasks(n, rng); pass env_id")
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:

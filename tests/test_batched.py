@@ -94,3 +94,15 @@ def test_sampler_picks_the_batched_engine_and_falls_back_to_sync_for_other_envs(
     forced = Sampler("metarl/HalfCheetahVel-v0", 2, 2, 5, backend="sync")
     assert type(forced.env).__name__ == "SyncVectorEnv"
     forced.close()
+
+
+def test_async_sampler_draws_tasks_in_this_process():
+    sampler = Sampler("metarl/HalfCheetahDir-v0", 2, 1, 5, backend="async")
+    try:
+        a = sampler.sample_tasks(4, np.random.default_rng(0))
+        b = sampler.sample_tasks(4, np.random.default_rng(0))
+        assert a == b and all(isinstance(t, DirectionTask) for t in a)
+        sampler.set_tasks(a[:2])
+        assert get_tasks(sampler.env) == [a[0], a[1]]
+    finally:
+        sampler.close()

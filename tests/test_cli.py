@@ -185,3 +185,24 @@ def test_user_env_from_its_own_module_trains_from_the_cli(tmp_path, monkeypatch)
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 0
     assert (run / "checkpoint.pt").exists()
+
+
+def test_bench_sampler_and_iteration_print_their_figures_and_write_json(tmp_path, capsys):
+    out = tmp_path / "sampler.json"
+    args = ["bench", "sampler", "--num-envs", "4", "--async-envs", "2", "--steps", "5"]
+    assert main([*args, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a/d =" in printed and "AsyncVectorEnv, 2 processes" in printed
+    result = json.loads(out.read_text())
+    for key in ["batched_steps_per_s", "sync_steps_per_s", "async_steps_per_s", "physics_limit_steps_per_s"]:
+        assert result[key] > 0
+    assert result["batched_over_sync"] == result["batched_steps_per_s"] / result["sync_steps_per_s"]
+
+    out = tmp_path / "iteration.json"
+    tiny = ["--set", "meta_batch_size=2", "--set", "episodes_per_task=2", "--set", "horizon=10"]
+    args = ["bench", "iteration", "--config", "experiments/halfcheetah_vel.yaml", "--iterations", "1"]
+    assert main([*args, *tiny, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["shares"]) == {"sampling", "adaptation", "meta_step"}
+    assert 0 < sum(result["shares"].values()) <= 1.0 + 1e-9
+    assert "meta-step" in capsys.readouterr().out

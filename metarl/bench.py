@@ -1,0 +1,173 @@
+"""Benchmarks: sampler throughput against Gymnasium's vector envs and the physics limit, and
+where the time of a meta-iteration goes. They print figures; they are not tests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+from metarl_envs.batched import usable_cores
+
+from metarl.config import load_config
+from metarl.policies import GaussianMLPPolicy
+from metarl.sampler import make_vector_env, resolve_env_id
+from metarl.tasks import set_tasks, task_api
+
+
+def _throughput(
+    env: gym.vector.VectorEnv, env_id: str, policy: GaussianMLPPolicy, steps: int, seed: int
+) -> float:
+    """Env-steps/s of ``env`` with ``policy`` choosing every action (autoresets included)."""
+    n = env.num_envs
+    tasks = task_api(env, env_id).sample_tasks(n, np.random.default_rng(seed))
+    set_tasks(env, tasks)
+    obs, _ = env.reset(seed=seed)
+    params = {k: v.detach() for k, v in policy.params().items()}
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        actions = policy.sample(params, o, generator=generator).numpy().astype(np.float64)
+        obs, *_ = env.step(actions)
+    return n * steps / (time.perf_counter() - start)
+
+
+def mj_step_seconds(env_id: str, repeats: int = 3000) -> tuple[float, int]:
+    """The time of one ``mj_step`` of the family's model (best of 3), and its frame skip."""
+    single = gym.make(env_id).unwrapped
+    model, data = single.model, mujoco.MjData(single.model)
+    rng = np.random.default_rng(0)
+    best = float("inf")
+    for _ in range(3):
+        mujoco.mj_resetData(model, data)
+        controls = rng.uniform(-1, 1, size=(repeats, model.nu))
+        start = time.perf_counter()
+        for k in range(repeats):
+            data.ctrl[:] = controls[k]
+            mujoco.mj_step(model, data)
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best, single.frame_skip
+
+
+def bench_sampler(
+    env_id: str = "metarl/HalfCheetahVel-v0",
+    num_envs: int = 800,
+    steps: int = 200,
+    async_envs: int = 80,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Env-steps/s of (a) the family's batched engine, (b) SyncVectorEnv, (c) AsyncVectorEnv
+    with one process per env (``async_envs`` of them), and (d) the physics limit."""
+    spec = resolve_env_id(env_id)
+    if spec.vector_entry_point is None:
+        raise ValueError(f"{env_id} has no batched engine to benchmark")
+    probe = gym.make(env_id)
+    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    probe.close()
+    torch.manual_seed(seed)
+    policy = GaussianMLPPolicy(obs_dim, act_dim, (100, 100))
+    cores = usable_cores()
+    results: dict[str, Any] = {"env_id": env_id, "num_envs": num_envs, "steps": steps, "cores": cores}
+
+    for key, backend, n in [
+        ("batched", "vector_entry_point", num_envs),
+        ("sync", "sync", num_envs),
+        ("async", "async", async_envs),
+    ]:
+        env = make_vector_env(env_id, n, horizon=spec.max_episode_steps or 1000, backend=backend)
+        try:
+            _throughput(env, env_id, policy, min(steps, 5), seed)  # warm-up
+            results[f"{key}_steps_per_s"] = _throughput(env, env_id, policy, steps, seed)
+        finally:
+            env.close()
+    results["async_envs"] = async_envs
+    step_s, frame_skip = mj_step_seconds(env_id)
+    results["mj_step_us"] = step_s * 1e6
+    results["frame_skip"] = frame_skip
+    results["physics_limit_steps_per_s"] = cores / (frame_skip * step_s)
+    a = results["batched_steps_per_s"]
+    results["batched_over_limit"] = a / results["physics_limit_steps_per_s"]
+    results["batched_over_sync"] = a / results["sync_steps_per_s"]
+    results["batched_over_async"] = a / results["async_steps_per_s"]
+    return results
+
+
+def format_sampler(r: dict[str, Any]) -> str:
+    rows = [
+        (f"(a) batched engine, {r['num_envs']} envs", r["batched_steps_per_s"]),
+        (f"(b) SyncVectorEnv, {r['num_envs']} envs", r["sync_steps_per_s"]),
+        (f"(c) AsyncVectorEnv, {r['async_envs']} processes", r["async_steps_per_s"]),
+        (
+            f"(d) physics limit: {r['cores']} cores / ({r['frame_skip']} x {r['mj_step_us']:.2f} us)",
+            r["physics_limit_steps_per_s"],
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{r['env_id']}, MLP policy in the loop, {r['steps']} steps per env"]
+    lines += [f"{name:<{width}}  {value:>10,.0f} env-steps/s" for name, value in rows]
+    lines.append(
+        f"a/d = {r['batched_over_limit']:.2f}   a/b = {r['batched_over_sync']:.1f}x   "
+        f"a/c = {r['batched_over_async']:.1f}x"
+    )
+    return "\n".join(lines)
+
+
+def bench_iteration(
+    config_path: str, iterations: int = 3, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Seconds per meta-iteration spent sampling, adapting (baseline fits and inner steps) and in
+    the meta-step, averaged over ``iterations`` after one warm-up iteration."""
+    from metarl.trainer import Trainer
+
+    config = load_config(config_path, ["iterations=1", *(overrides or [])])
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(config, out, progress=False)
+        algo = trainer.algorithm
+        algo.train_iteration(trainer.rng, trainer.generator)  # warm-up
+        totals = {"sampling": 0.0, "adaptation": 0.0, "meta_step": 0.0, "iteration": 0.0}
+        env_steps = 0.0
+        for _ in range(iterations):
+            start = time.perf_counter()
+            m = algo.train_iteration(trainer.rng, trainer.generator)
+            totals["iteration"] += time.perf_counter() - start
+            totals["sampling"] += m["time/sampling_s"]
+            totals["adaptation"] += m["time/adaptation_s"]
+            totals["meta_step"] += m["time/meta_step_s"]
+            env_steps += m["sampler/env_steps"]
+        trainer.sampler.close()
+    per_iter = {k: v / iterations for k, v in totals.items()}
+    return {
+        "config": config_path,
+        "env_id": config.env,
+        "meta_batch_size": config.meta_batch_size,
+        "episodes_per_task": config.episodes_per_task,
+        "horizon": config.horizon,
+        "iterations": iterations,
+        "seconds_per_iteration": per_iter,
+        "shares": {k: per_iter[k] / per_iter["iteration"] for k in ("sampling", "adaptation", "meta_step")},
+        "env_steps_per_iteration": env_steps / iterations,
+        "sampling_steps_per_s": env_steps / max(totals["sampling"], 1e-9),
+    }
+
+
+def format_iteration(r: dict[str, Any]) -> str:
+    s, sh = r["seconds_per_iteration"], r["shares"]
+    other = s["iteration"] - s["sampling"] - s["adaptation"] - s["meta_step"]
+    return "\n".join(
+        [
+            f"{r['env_id']}: {r['meta_batch_size']} tasks x {r['episodes_per_task']} episodes x "
+            f"{r['horizon']} steps, mean of {r['iterations']} iterations",
+            f"sampling     {s['sampling']:8.2f} s  {sh['sampling']:6.1%}  "
+            f"({r['sampling_steps_per_s']:,.0f} env-steps/s)",
+            f"adaptation   {s['adaptation']:8.2f} s  {sh['adaptation']:6.1%}",
+            f"meta-step    {s['meta_step']:8.2f} s  {sh['meta_step']:6.1%}",
+            f"other        {other:8.2f} s",
+            f"iteration    {s['iteration']:8.2f} s  (not sampling: {1 - sh['sampling']:.1%})",
+        ]
+    )
