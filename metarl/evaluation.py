@@ -72,8 +72,7 @@ def adapt_and_evaluate(
         per_task = False
         returns = []  # [steps + 1][num_tasks]
         for k in range(steps + 1):
-            seeds = rng.integers(0, 2**31 - 1, size=num_tasks * episodes_per_task)
-            episodes = sampler.sample(policy, params, seeds, generator, per_task)
+            episodes = sampler.sample(policy, params, rng, generator, per_task)
             returns.append(episodes.returns_per_task().tolist())
             if k < steps:
                 adv = compute_advantages(

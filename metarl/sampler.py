@@ -142,14 +142,15 @@ class Sampler:
         self,
         policy: GaussianMLPPolicy,
         params: Params,
-        seeds: np.ndarray,
+        rng: np.random.Generator,
         generator: torch.Generator,
         per_task_params: bool = False,
     ) -> Episodes:
         """Run one episode in every sub-env with π_params.
 
-        ``seeds`` (one int per sub-env) seed the resets; ``generator`` draws the action noise.
-        With ``per_task_params`` every tensor of ``params`` has a leading task dimension.
+        Every sub-env is reset with its own seed drawn from ``rng``; ``generator`` draws the
+        action noise. With ``per_task_params`` every tensor of ``params`` has a leading task
+        dimension.
         """
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
         obs_buf = torch.zeros(T, N, E, self.obs_dim)
@@ -159,6 +160,7 @@ class Sampler:
         params = {k: v.detach() for k, v in params.items()}
         task_dim = 0 if per_task_params else None
 
+        seeds = rng.integers(0, 2**31 - 1, size=N * E)
         obs, _ = self.env.reset(seed=[int(s) for s in seeds])
         alive = np.ones(N * E, dtype=bool)
         steps = 0

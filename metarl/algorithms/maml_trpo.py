@@ -36,11 +36,6 @@ class InnerBatch:
     advantages: Advantages
 
 
-def env_seeds(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Fresh reset seeds for ``n`` sub-envs, drawn from the run's generator."""
-    return rng.integers(0, 2**31 - 1, size=n)
-
-
 class MAMLTRPO:
     """Second-order MAML with a TRPO outer step (first-order with ``inner.first_order``)."""
 
@@ -82,13 +77,12 @@ class MAMLTRPO:
         parameters and the post-adaptation episodes sampled with them."""
         timings = {"sampling": 0.0, "adaptation": 0.0}
         self.sampler.set_tasks(tasks)
-        n_envs = self.sampler.num_tasks * self.sampler.episodes_per_task
         params: Params = {k: v.detach() for k, v in self.policy.params().items()}
         per_task = False
         batches = []
         for _ in range(self.config.inner.steps):
             t0 = time.perf_counter()
-            episodes = self.sampler.sample(self.policy, params, env_seeds(rng, n_envs), generator, per_task)
+            episodes = self.sampler.sample(self.policy, params, rng, generator, per_task)
             t1 = time.perf_counter()
             batch = InnerBatch(episodes, self._advantages(episodes))
             batches.append(batch)
@@ -106,7 +100,7 @@ class MAMLTRPO:
             timings["sampling"] += t1 - t0
             timings["adaptation"] += time.perf_counter() - t1
         t0 = time.perf_counter()
-        valid = self.sampler.sample(self.policy, params, env_seeds(rng, n_envs), generator, True)
+        valid = self.sampler.sample(self.policy, params, rng, generator, True)
         timings["sampling"] += time.perf_counter() - t0
         return batches, valid, params, timings
 
