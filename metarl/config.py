@@ -53,6 +53,8 @@ class TRPOConfig:
     cg_damping: float = 1e-5
     ls_max_steps: int = 15
     ls_backtrack_ratio: float = 0.8
+    # Fraction of the meta-batch's tasks whose KL Hessian shapes the step (1.0: all, exact).
+    curvature_tasks: float = 1.0
 
 
 @dataclass
@@ -111,6 +113,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trpo.cg_damping": (lambda v: v >= 0, "a number >= 0"),
     "trpo.ls_max_steps": (lambda v: v >= 1, "an integer >= 1"),
     "trpo.ls_backtrack_ratio": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "trpo.curvature_tasks": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "sampler.backend": (lambda v: v in SAMPLER_BACKENDS, f"one of {', '.join(SAMPLER_BACKENDS)}"),
     "sampler.num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = the usable cores)"),
 }

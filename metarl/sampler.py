@@ -45,6 +45,10 @@ class Episodes:
         """Env steps that belong to episodes (masked steps excluded)."""
         return int(self.mask.sum().item())
 
+    def tasks(self, idx: Tensor) -> Episodes:
+        """The episodes of the tasks ``idx`` only."""
+        return Episodes(self.obs[:, idx], self.actions[:, idx], self.rewards[:, idx], self.mask[:, idx])
+
     def returns_per_task(self) -> Tensor:
         """Undiscounted episode return averaged over each task's episodes: [N]."""
         return self.rewards.sum(0).mean(-1)

@@ -69,12 +69,15 @@ def trpo_step(
     cg_damping: float = 1e-5,
     ls_max_steps: int = 15,
     ls_backtrack_ratio: float = 0.8,
+    curvature_kl: Callable[[], Tensor] | None = None,
 ) -> TRPOResult:
     """One trust-region step on ``params`` (updated in place).
 
     ``loss_and_kl(create_graph)`` returns the loss to minimise (the negative surrogate) and the
     mean KL from the current policy, both as functions of ``params``; with ``create_graph`` the
-    KL must be twice differentiable.
+    KL must be twice differentiable. ``curvature_kl``, if given, returns the KL whose
+    Hessian-vector products shape the step instead (e.g. on a subsample); the line search still
+    checks the full KL.
     """
     params = list(params)
     old = flat([p.detach() for p in params]).clone()
@@ -83,6 +86,8 @@ def trpo_step(
     loss_before = float(loss.detach())
     grads = torch.autograd.grad(loss, params, retain_graph=True)
     g = flat(grads)
+    if curvature_kl is not None:
+        kl = curvature_kl()
     kl_grads = flat(torch.autograd.grad(kl, params, create_graph=True))
 
     def hvp(v: Tensor) -> Tensor:

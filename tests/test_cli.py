@@ -206,3 +206,9 @@ def test_bench_sampler_and_iteration_print_their_figures_and_write_json(tmp_path
     assert set(result["shares"]) == {"sampling", "adaptation", "meta_step"}
     assert 0 < sum(result["shares"].values()) <= 1.0 + 1e-9
     assert "meta-step" in capsys.readouterr().out
+
+
+def test_training_with_task_subsampled_curvature_runs(tmp_path, tiny_config):
+    args = ["train", str(tiny_config), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*args, "--set", "trpo.curvature_tasks=0.5"]) == 0
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["iteration"] == 2

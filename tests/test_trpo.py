@@ -63,3 +63,28 @@ def test_accepted_step_on_a_quadratic_lands_on_the_trust_region_boundary():
     assert result.accepted and result.ls_steps == 1
     d = theta.detach() - theta0
     torch.testing.assert_close(0.5 * (d @ d), torch.tensor(0.01, dtype=torch.float64))
+
+
+def test_curvature_from_all_tasks_equals_the_default_step():
+    results = []
+    for use_subset in (False, True):
+        algo, batches, valid = tiny_maml()
+        old = algo.adapted(algo.policy.params(), batches, create_graph=False)
+        curvature = None
+        if use_subset:  # "all tasks" through the subset path must give the same step
+            curvature = algo.curvature_kl(batches, valid, old, torch.arange(3))
+        params = list(algo.policy.parameters())
+        trpo_step(params, algo.meta_objective(batches, valid), max_kl=0.01, curvature_kl=curvature)
+        results.append(flat([p.detach() for p in params]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-9)
+
+
+def test_curvature_from_a_task_subset_still_respects_max_kl():
+    algo, batches, valid = tiny_maml()
+    old = algo.adapted(algo.policy.params(), batches, create_graph=False)
+    curvature = algo.curvature_kl(batches, valid, old, torch.tensor([0, 2]))
+    loss_and_kl = algo.meta_objective(batches, valid)
+    result = trpo_step(list(algo.policy.parameters()), loss_and_kl, max_kl=0.01, curvature_kl=curvature)
+    loss, kl = loss_and_kl(False)
+    assert result.accepted and float(kl.detach()) <= 0.01
+    assert float(loss.detach()) < result.loss_before

@@ -35,6 +35,10 @@ class InnerBatch:
     episodes: Episodes
     advantages: Advantages
 
+    def tasks(self, idx: Tensor) -> InnerBatch:
+        """The same batch restricted to the tasks ``idx``."""
+        return InnerBatch(self.episodes.tasks(idx), Advantages(self.advantages.values[:, idx]))
+
 
 class MAMLTRPO:
     """Second-order MAML with a TRPO outer step (first-order with ``inner.first_order``)."""
@@ -129,6 +133,25 @@ class MAMLTRPO:
 
         return loss_and_kl
 
+    def curvature_kl(
+        self, batches: list[InnerBatch], valid: Episodes, old: Params, idx: Tensor
+    ) -> Callable[[], Tensor]:
+        """The mean post-adaptation KL over the tasks ``idx`` only, twice differentiable in θ:
+        its Hessian costs ``len(idx) / num_tasks`` of the full one, as each task adapts alone."""
+        sub_batches = [b.tasks(idx) for b in batches]
+        sub_valid = valid.tasks(idx)
+        old_mean, old_log_std = self.policy.dist(
+            {k: v[idx].detach() for k, v in old.items()}, sub_valid.obs, task_dim=1
+        )
+
+        def kl() -> Tensor:
+            adapted = self.adapted(self.policy.params(), sub_batches, create_graph=True)
+            mean, log_std = self.policy.dist(adapted, sub_valid.obs, task_dim=1)
+            per_task = gaussian_kl(old_mean.detach(), old_log_std.detach(), mean, log_std)
+            return masked_task_mean(per_task, sub_valid.mask).mean()
+
+        return kl
+
     def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
         """One meta-iteration; returns the metrics to log."""
         c = self.config
@@ -136,6 +159,11 @@ class MAMLTRPO:
         batches, valid, adapted, timings = self.sample_adaptation(tasks, rng, generator)
 
         t0 = time.perf_counter()
+        curvature = None
+        n_sub = max(1, round(c.trpo.curvature_tasks * c.meta_batch_size))
+        if n_sub < c.meta_batch_size:
+            idx = torch.as_tensor(np.sort(rng.choice(c.meta_batch_size, n_sub, replace=False)))
+            curvature = self.curvature_kl(batches, valid, adapted, idx)
         result = trpo_step(
             list(self.policy.parameters()),
             self.meta_objective(batches, valid, adapted),
@@ -144,6 +172,7 @@ class MAMLTRPO:
             cg_damping=c.trpo.cg_damping,
             ls_max_steps=c.trpo.ls_max_steps,
             ls_backtrack_ratio=c.trpo.ls_backtrack_ratio,
+            curvature_kl=curvature,
         )
         meta_time = time.perf_counter() - t0
 
