@@ -33,6 +33,8 @@ class PolicyConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     activation: str = "relu"
     init_log_std: float = 0.0
+    # Map policy actions from [-1, 1] onto a bounded Box action space (as rllab's `normalize`).
+    rescale_actions: bool = True
 
 
 @dataclass

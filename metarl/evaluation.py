@@ -64,6 +64,7 @@ def adapt_and_evaluate(
         backend=config.sampler.backend,
         env_kwargs=config.env_kwargs,
         num_threads=config.sampler.num_threads,
+        rescale_actions=config.policy.rescale_actions,
     )
     try:
         tasks = sampler.sample_tasks(num_tasks, rng)

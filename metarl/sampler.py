@@ -117,6 +117,7 @@ class Sampler:
         backend: str = "auto",
         env_kwargs: dict[str, Any] | None = None,
         num_threads: int = 0,
+        rescale_actions: bool = True,
     ) -> None:
         self.env_id = env_id
         self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
@@ -126,6 +127,12 @@ class Sampler:
         self.backend = self.env.metarl_backend
         self.obs_dim = int(np.prod(self.env.single_observation_space.shape))
         self.act_dim = int(np.prod(self.env.single_action_space.shape))
+        # Policy actions live in [-1, 1]^d and are mapped affinely onto a bounded Box.
+        self._act_scale, self._act_offset = 1.0, 0.0
+        space = self.env.single_action_space
+        if rescale_actions and isinstance(space, gym.spaces.Box) and space.is_bounded():
+            low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+            self._act_scale, self._act_offset = (high - low) / 2.0, (high + low) / 2.0
         self._tasks: list[Any] | None = None
         self._task_source = task_api(self.env, env_id, **(env_kwargs or {}))
 
@@ -141,6 +148,10 @@ class Sampler:
             return
         set_tasks(self.env, [t for t in tasks for _ in range(self.episodes_per_task)])
         self._tasks = list(tasks)
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Policy actions [..., act_dim] as the env receives them (the env clips to its bounds)."""
+        return self._act_offset + self._act_scale * np.asarray(actions, dtype=np.float64)
 
     def sample(
         self,
@@ -172,7 +183,7 @@ class Sampler:
             o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
             actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
             obs, reward, terminated, truncated, _ = self.env.step(
-                actions.view(N * E, self.act_dim).numpy().astype(np.float64)
+                self.env_actions(actions.view(N * E, self.act_dim).numpy())
             )
             obs_buf[t], act_buf[t] = o, actions
             alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)

@@ -77,6 +77,7 @@ class Trainer:
             backend=config.sampler.backend,
             env_kwargs=config.env_kwargs,
             num_threads=config.sampler.num_threads,
+            rescale_actions=config.policy.rescale_actions,
         )
         self.policy = make_policy(config, self.sampler.obs_dim, self.sampler.act_dim)
         self.algorithm = ALGORITHMS[config.algorithm](self.policy, self.sampler, config)

@@ -106,3 +106,15 @@ def test_async_sampler_draws_tasks_in_this_process():
         assert get_tasks(sampler.env) == [a[0], a[1]]
     finally:
         sampler.close()
+
+
+def test_policy_actions_are_mapped_from_unit_box_onto_the_action_bounds():
+    nav = Sampler("metarl/Navigation2D-v0", 1, 1, 5)
+    np.testing.assert_allclose(nav.env_actions(np.array([[1.0, -0.5]])), [[0.1, -0.05]], rtol=1e-6)
+    raw = Sampler("metarl/Navigation2D-v0", 1, 1, 5, rescale_actions=False)
+    np.testing.assert_array_equal(raw.env_actions(np.array([[1.0, -0.5]])), [[1.0, -0.5]])
+    cheetah = Sampler("metarl/HalfCheetahVel-v0", 1, 1, 5)
+    a = np.random.default_rng(0).normal(size=(1, 6))
+    np.testing.assert_array_equal(cheetah.env_actions(a), a)  # [-1, 1] bounds: exactly the identity
+    for s in (nav, raw, cheetah):
+        s.close()
