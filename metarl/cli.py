@@ -60,7 +60,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     config, policy = load_policy(args.run, which=args.checkpoint)
     result = adapt_and_evaluate(
-        policy, config, num_tasks=args.tasks, steps=args.steps, seed=args.seed, lr=args.lr
+        policy,
+        config,
+        num_tasks=args.tasks,
+        steps=args.steps,
+        seed=args.seed,
+        episodes_per_task=args.episodes,
+        lr=args.lr,
     )
     print(f"{config.env}: {args.tasks} held-out tasks (seed {args.seed})")
     print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
@@ -146,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=3, help="adaptation steps (default 3)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks")
     ev.add_argument("--lr", type=float, help="adaptation step size (default: the config's)")
+    ev.add_argument("--episodes", type=int, help="episodes per task per step (default: the config's)")
     ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     ev.add_argument("--json", help="write the results as JSON here")
     ev.set_defaults(func=_evaluate)

@@ -52,6 +52,8 @@ def adapt_and_evaluate(
     """
     if num_tasks < 1 or steps < 0:
         raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
+    if episodes_per_task is not None and episodes_per_task < 1:
+        raise MetarlError(f"need --episodes >= 1, got {episodes_per_task}")
     episodes_per_task = episodes_per_task or config.episodes_per_task
     lr = config.inner.lr if lr is None else lr
     rng = np.random.default_rng([seed, EVAL_STREAM])
