@@ -67,6 +67,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         episodes_per_task=args.episodes,
         lr=args.lr,
+        later_lr=args.later_lr,
     )
     print(f"{config.env}: {args.tasks} held-out tasks (seed {args.seed})")
     print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
@@ -151,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
     ev.add_argument("--steps", type=int, default=3, help="adaptation steps (default 3)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks")
-    ev.add_argument("--lr", type=float, help="adaptation step size (default: the config's)")
+    ev.add_argument("--lr", type=float, help="first adaptation step size (default: the config's)")
+    ev.add_argument("--later-lr", type=float, help="later steps' size (default: half of --lr)")
     ev.add_argument("--episodes", type=int, help="episodes per task per step (default: the config's)")
     ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     ev.add_argument("--json", help="write the results as JSON here")

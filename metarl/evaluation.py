@@ -43,12 +43,14 @@ def adapt_and_evaluate(
     seed: int = 0,
     episodes_per_task: int | None = None,
     lr: float | None = None,
+    later_lr: float | None = None,
 ) -> dict[str, Any]:
     """Adapt ``policy`` to ``num_tasks`` held-out tasks and record the return after each step.
 
     Tasks come from a stream independent of training's for the same seed. Each step samples
     ``episodes_per_task`` fresh episodes with the current parameters, records their mean
-    return, then takes one PG step of size ``lr`` (default: the config's inner lr).
+    return, then takes one PG step: of size ``lr`` (default: the config's inner lr) first, and
+    ``later_lr`` after that (default: half of ``lr``, the MAML paper's protocol).
     """
     if num_tasks < 1 or steps < 0:
         raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
@@ -56,6 +58,9 @@ def adapt_and_evaluate(
         raise MetarlError(f"need --episodes >= 1, got {episodes_per_task}")
     episodes_per_task = episodes_per_task or config.episodes_per_task
     lr = config.inner.lr if lr is None else lr
+    later_lr = lr / 2 if later_lr is None else later_lr
+    if lr <= 0 or later_lr <= 0:
+        raise MetarlError(f"adaptation step sizes must be > 0, got {lr} and {later_lr}")
     rng = np.random.default_rng([seed, EVAL_STREAM])
     generator = torch.Generator().manual_seed(seed)
     sampler = Sampler(
@@ -81,7 +86,8 @@ def adapt_and_evaluate(
                 adv = compute_advantages(
                     episodes, config.gamma, config.gae_lambda, config.normalize_advantages
                 )
-                params = adapt(policy, params, episodes, adv.values, lr, True, per_task)
+                step_lr = lr if k == 0 else later_lr
+                params = adapt(policy, params, episodes, adv.values, step_lr, True, per_task)
                 params = {n: v.detach() for n, v in params.items()}
                 per_task = True
     finally:
@@ -101,4 +107,5 @@ def adapt_and_evaluate(
         "seed": seed,
         "episodes_per_task": episodes_per_task,
         "lr": lr,
+        "later_lr": later_lr,
     }

@@ -73,6 +73,7 @@ def test_train_writes_config_events_and_checkpoint_then_evaluate_writes_json(tmp
     assert len(result["mean_return"]) == len(result["stderr"]) == 3
     assert len(result["per_task_returns"]) == 4 and all(len(r) == 3 for r in result["per_task_returns"])
     assert all(r < 0 for r in result["mean_return"])
+    assert result["lr"] == 0.1 and result["later_lr"] == 0.05  # the paper's protocol by default
     assert main(args) == 0  # same seed, same held-out tasks, same numbers
     assert json.loads(out.read_text())["mean_return"] == result["mean_return"]
 
@@ -146,6 +147,13 @@ def test_missing_file_malformed_yaml_and_bad_set_exit_2(tmp_path, tiny_config, c
     assert "did you mean 'trpo.max_kl'" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "no-run")]) == 2
     assert "not found" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--tasks", "2", "--later-lr", "0"]) == 2
+    assert "step sizes must be > 0, got 0.1 and 0.0" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--tasks", "2", "--episodes", "0"]) == 2
+    assert "need --episodes >= 1, got 0" in capsys.readouterr().err
 
 
 def test_set_reaches_nested_keys(tiny_config):
