@@ -92,7 +92,3 @@ def gaussian_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Te
     kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5
     return kl.sum(-1)
 
-
-def clone_params(params: Params) -> Params:
-    """Detached copies, e.g. to restore after a rejected step."""
-    return {k: v.detach().clone() for k, v in params.items()}
