@@ -91,4 +91,3 @@ def gaussian_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Te
     var_p, var_q = torch.exp(2 * log_std_p), torch.exp(2 * log_std_q)
     kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5
     return kl.sum(-1)
-
