@@ -15,6 +15,7 @@ import torch
 from metarl_envs.batched import usable_cores
 
 from metarl.config import load_config
+from metarl.errors import MetarlError
 from metarl.policies import GaussianMLPPolicy
 from metarl.sampler import make_vector_env, resolve_env_id
 from metarl.tasks import set_tasks, task_api
@@ -65,8 +66,14 @@ def bench_sampler(
     """Env-steps/s of (a) the family's batched engine, (b) SyncVectorEnv, (c) AsyncVectorEnv
     with one process per env (``async_envs`` of them), and (d) the physics limit."""
     spec = resolve_env_id(env_id)
-    if spec.vector_entry_point is None:
-        raise ValueError(f"{env_id} has no batched engine to benchmark")
+    single = gym.make(env_id).unwrapped
+    is_mujoco = hasattr(single, "model") and hasattr(single, "frame_skip")
+    single.close()
+    if spec.vector_entry_point is None or not is_mujoco:
+        raise MetarlError(
+            f"bench sampler measures a batched MuJoCo engine; {env_id!r} has none "
+            "(try metarl/HalfCheetahVel-v0 or metarl/HalfCheetahDir-v0)"
+        )
     probe = gym.make(env_id)
     obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()

@@ -220,3 +220,9 @@ def test_training_with_task_subsampled_curvature_runs(tmp_path, tiny_config):
     args = ["train", str(tiny_config), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main([*args, "--set", "trpo.curvature_tasks=0.5"]) == 0
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["iteration"] == 2
+
+
+def test_bench_sampler_on_a_non_mujoco_family_is_a_one_line_error(capsys):
+    assert main(["bench", "sampler", "--env", "metarl/Navigation2D-v0", "--num-envs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has none" in err and len(err.splitlines()) == 1
