@@ -38,6 +38,7 @@ class MujocoBatchVectorEnv(VectorEnv):
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
     single_env_cls: type
+    persistent = False
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class MujocoBatchVectorEnv(VectorEnv):
         self._init_qpos, self._init_qvel = ref.init_qpos.copy(), ref.init_qvel.copy()
         self._low, self._high = ref.action_space.low, ref.action_space.high
 
-        self.batch = Batch(ref.model, num_envs, nthread=self.num_threads, persistent=True)
+        self.batch = Batch(ref.model, num_envs, nthread=self.num_threads, persistent=self.persistent)
         self.qpos = self.batch.bind("qpos")
         self.qvel = self.batch.bind("qvel")
         self.ctrl = self.batch.bind("ctrl")

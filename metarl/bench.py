@@ -17,12 +17,40 @@ from metarl_envs.batched import usable_cores
 from metarl.config import load_config
 from metarl.errors import MetarlError
 from metarl.policies import GaussianMLPPolicy
-from metarl.sampler import make_vector_env, resolve_env_id
+from metarl.sampler import make_vector_env, policy_threads, resolve_env_id
 from metarl.tasks import set_tasks, task_api
+
+# MjData fields that make up the state a step starts from (mjSTATE_INTEGRATION minus the rarely
+# used applied forces and mocap), recorded from the batched run and replayed on one thread.
+_STATE_FIELDS = ("qpos", "qvel", "act", "qacc_warmstart", "ctrl")
+
+
+class _StateRecorder:
+    """Copies the state of a fixed sample of sub-envs before every step of a batched run."""
+
+    def __init__(self, env: Any, sample: int = 64) -> None:
+        self.ids = np.unique(np.linspace(0, env.num_envs - 1, min(sample, env.num_envs)).astype(int))
+        self.fields = {f: env.batch.bind(f) for f in _STATE_FIELDS if env.batch.bind(f).shape[1] > 0}
+        self.states: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
+
+        self.actions: list[np.ndarray] = []
+
+    def before_step(self, actions: np.ndarray) -> None:
+        self.actions.append(actions)
+        for f, arr in self.fields.items():
+            self.states[f].append(actions[self.ids] if f == "ctrl" else arr[self.ids].copy())
+
+    def stacked(self) -> dict[str, np.ndarray]:
+        return {f: np.concatenate(v) for f, v in self.states.items()}
 
 
 def _throughput(
-    env: gym.vector.VectorEnv, env_id: str, policy: GaussianMLPPolicy, steps: int, seed: int
+    env: gym.vector.VectorEnv,
+    env_id: str,
+    policy: GaussianMLPPolicy,
+    steps: int,
+    seed: int,
+    recorder: _StateRecorder | None = None,
 ) -> float:
     """Env-steps/s of ``env`` with ``policy`` choosing every action (autoresets included)."""
     n = env.num_envs
@@ -31,29 +59,52 @@ def _throughput(
     obs, _ = env.reset(seed=seed)
     params = {k: v.detach() for k, v in policy.params().items()}
     generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    for _ in range(steps):
-        o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        actions = policy.sample(params, o, generator=generator).numpy().astype(np.float64)
-        obs, *_ = env.step(actions)
-    return n * steps / (time.perf_counter() - start)
-
-
-def mj_step_seconds(env_id: str, repeats: int = 3000) -> tuple[float, int]:
-    """The time of one ``mj_step`` of the family's model (best of 3), and its frame skip."""
-    single = gym.make(env_id).unwrapped
-    model, data = single.model, mujoco.MjData(single.model)
-    rng = np.random.default_rng(0)
-    best = float("inf")
-    for _ in range(3):
-        mujoco.mj_resetData(model, data)
-        controls = rng.uniform(-1, 1, size=(repeats, model.nu))
+    with policy_threads(env):
         start = time.perf_counter()
-        for k in range(repeats):
-            data.ctrl[:] = controls[k]
-            mujoco.mj_step(model, data)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best, single.frame_skip
+        for _ in range(steps):
+            o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+            actions = policy.sample(params, o, generator=generator).numpy().astype(np.float64)
+            if recorder is not None:
+                space = env.single_action_space
+                recorder.before_step(np.clip(actions, space.low, space.high))
+            obs, *_ = env.step(actions)
+        return n * steps / (time.perf_counter() - start)
+
+
+def _physics_alone(env: Any, actions: list[np.ndarray], seed: int) -> float:
+    """Env-steps/s of the batched engine's ``Batch.step`` alone on recorded controls: the same
+    physics and threads as (a), without the policy, NumPy or Python around it."""
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for a in actions:
+        env.ctrl[:] = a
+        env.batch.step(nstep=env.frame_skip)
+    return env.num_envs * len(actions) / (time.perf_counter() - start)
+
+
+def mj_step_seconds(model: mujoco.MjModel, states: dict[str, np.ndarray], repeats: int = 3) -> float:
+    """The time of one ``mj_step`` on one thread, averaged over ``states`` (best of ``repeats``).
+
+    Every state is loaded into one ``MjData`` and stepped once; the time of loading alone is
+    measured the same way and subtracted, so the figure is the physics and nothing else.
+    """
+    data = mujoco.MjData(model)
+    count = len(next(iter(states.values())))
+    rows = [[(getattr(data, f), v[i]) for f, v in states.items()] for i in range(count)]
+
+    def run(step: bool) -> float:
+        start = time.perf_counter()
+        for row in rows:
+            for dst, src in row:
+                dst[:] = src
+            if step:
+                mujoco.mj_step(model, data)
+        return time.perf_counter() - start
+
+    best = float("inf")
+    for _ in range(repeats):
+        best = min(best, run(True) - run(False))
+    return best / count
 
 
 def bench_sampler(
@@ -62,44 +113,80 @@ def bench_sampler(
     steps: int = 200,
     async_envs: int = 80,
     seed: int = 0,
+    threads: list[int] | None = None,
+    rounds: int = 3,
 ) -> dict[str, Any]:
     """Env-steps/s of (a) the family's batched engine, (b) SyncVectorEnv, (c) AsyncVectorEnv
-    with one process per env (``async_envs`` of them), and (d) the physics limit."""
+    with one process per env (``async_envs`` of them), and (d) the physics limit: the usable
+    cores divided by the single-thread cost of one env step (``frame_skip`` × ``mj_step``),
+    measured on a sample of the very states the batched run stepped through.
+
+    Each figure is the best of ``rounds`` runs of ``steps`` steps from the same reset, so
+    that a noisy machine slows no backend more than another; ``threads`` also times the
+    batched engine at each of those thread counts (scaling).
+    """
     spec = resolve_env_id(env_id)
     single = gym.make(env_id).unwrapped
     is_mujoco = hasattr(single, "model") and hasattr(single, "frame_skip")
-    single.close()
     if spec.vector_entry_point is None or not is_mujoco:
+        single.close()
         raise MetarlError(
             f"bench sampler measures a batched MuJoCo engine; {env_id!r} has none "
             "(try metarl/HalfCheetahVel-v0 or metarl/HalfCheetahDir-v0)"
         )
-    probe = gym.make(env_id)
-    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
-    probe.close()
+    model, frame_skip = single.model, single.frame_skip
+    obs_dim, act_dim = single.observation_space.shape[0], single.action_space.shape[0]
     torch.manual_seed(seed)
     policy = GaussianMLPPolicy(obs_dim, act_dim, (100, 100))
     cores = usable_cores()
     results: dict[str, Any] = {"env_id": env_id, "num_envs": num_envs, "steps": steps, "cores": cores}
+    horizon = spec.max_episode_steps or 1000
 
+    recorder = None
     for key, backend, n in [
         ("batched", "vector_entry_point", num_envs),
         ("sync", "sync", num_envs),
         ("async", "async", async_envs),
     ]:
-        env = make_vector_env(env_id, n, horizon=spec.max_episode_steps or 1000, backend=backend)
+        env = make_vector_env(env_id, n, horizon=horizon, backend=backend)
         try:
             _throughput(env, env_id, policy, min(steps, 5), seed)  # warm-up
-            results[f"{key}_steps_per_s"] = _throughput(env, env_id, policy, steps, seed)
+            record = _StateRecorder(env) if key == "batched" else None
+            results[f"{key}_steps_per_s"] = max(
+                _throughput(env, env_id, policy, steps, seed, record if r == 0 else None)
+                for r in range(rounds)
+            )
+            if record is not None:
+                results["physics_alone_steps_per_s"] = max(
+                    _physics_alone(env, record.actions, seed) for _ in range(rounds)
+                )
+            recorder = record or recorder
         finally:
             env.close()
     results["async_envs"] = async_envs
-    step_s, frame_skip = mj_step_seconds(env_id)
+    results["rounds"] = rounds
+    results["threads"] = {}
+    for k in threads or []:
+        env = make_vector_env(env_id, num_envs, horizon=horizon, backend="vector_entry_point", num_threads=k)
+        try:
+            _throughput(env, env_id, policy, min(steps, 5), seed)
+            results["threads"][k] = max(_throughput(env, env_id, policy, steps, seed) for _ in range(rounds))
+        finally:
+            env.close()
+
+    assert recorder is not None
+    step_s = mj_step_seconds(model, recorder.stacked(), repeats=rounds)
+    single.close()
     results["mj_step_us"] = step_s * 1e6
+    results["mj_step_states"] = len(recorder.ids) * steps
     results["frame_skip"] = frame_skip
     results["physics_limit_steps_per_s"] = cores / (frame_skip * step_s)
     a = results["batched_steps_per_s"]
     results["batched_over_limit"] = a / results["physics_limit_steps_per_s"]
+    results["batched_over_physics_alone"] = a / results["physics_alone_steps_per_s"]
+    results["physics_alone_over_limit"] = (
+        results["physics_alone_steps_per_s"] / results["physics_limit_steps_per_s"]
+    )
     results["batched_over_sync"] = a / results["sync_steps_per_s"]
     results["batched_over_async"] = a / results["async_steps_per_s"]
     return results
@@ -115,12 +202,21 @@ def format_sampler(r: dict[str, Any]) -> str:
             r["physics_limit_steps_per_s"],
         ),
     ]
+    rows.append(
+        (f"(e) Batch.step alone, {r['num_envs']} envs, recorded controls", r["physics_alone_steps_per_s"])
+    )
+    rows += [(f"    batched engine, {k} thread(s)", v) for k, v in r.get("threads", {}).items()]
     width = max(len(name) for name, _ in rows)
-    lines = [f"{r['env_id']}, MLP policy in the loop, {r['steps']} steps per env"]
+    lines = [
+        f"{r['env_id']}, MLP policy in the loop, {r['steps']} steps per env, best of {r['rounds']} rounds"
+    ]
     lines += [f"{name:<{width}}  {value:>10,.0f} env-steps/s" for name, value in rows]
+    lines.append(f"mj_step measured on one thread over {r['mj_step_states']:,} states of the batched run")
     lines.append(
         f"a/d = {r['batched_over_limit']:.2f}   a/b = {r['batched_over_sync']:.1f}x   "
-        f"a/c = {r['batched_over_async']:.1f}x"
+        f"a/c = {r['batched_over_async']:.1f}x   "
+        f"(a/e = {r['batched_over_physics_alone']:.2f}: the policy and NumPy around the physics; "
+        f"e/d = {r['physics_alone_over_limit']:.2f}: how the physics scales over the cores)"
     )
     return "\n".join(lines)
 

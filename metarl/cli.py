@@ -113,11 +113,37 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thread_counts(text: str | None) -> list[int]:
+    """``--threads 1,2,4`` as a list of positive integers, or a one-line error."""
+    if not text:
+        return []
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise MetarlError(f"--threads: got {text!r}, expected positive integers separated by commas (1,2,4)")
+    return counts
+
+
 def _bench(args: argparse.Namespace) -> int:
     from metarl import bench
 
     if args.what == "sampler":
-        result = bench.bench_sampler(args.env, args.num_envs, args.steps, args.async_envs, args.seed)
+        for name in ("num_envs", "steps", "async_envs", "rounds"):
+            if getattr(args, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise MetarlError(f"{flag}: got {getattr(args, name)}, expected a positive integer")
+        threads = _thread_counts(args.threads)
+        result = bench.bench_sampler(
+            args.env,
+            args.num_envs,
+            args.steps,
+            args.async_envs,
+            args.seed,
+            threads=threads,
+            rounds=args.rounds,
+        )
         print(bench.format_sampler(result))
     else:
         if not args.config:
@@ -168,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-envs", type=int, default=800, help="sampler: envs for (a) and (b)")
     bench.add_argument("--async-envs", type=int, default=80, help="sampler: processes for (c)")
     bench.add_argument("--steps", type=int, default=200, help="sampler: steps per env")
+    bench.add_argument(
+        "--threads", metavar="N,M,...", help="sampler: also time the batched engine at these thread counts"
+    )
+    bench.add_argument("--rounds", type=int, default=3, help="sampler: best of this many runs per figure")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--config", help="iteration: experiment config (paper size by default)")
     bench.add_argument("--iterations", type=int, default=3, help="iteration: timed iterations")

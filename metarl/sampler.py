@@ -9,9 +9,11 @@ vectorized twin, or Gymnasium's Sync/Async vector envs) is chosen here and nowhe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +107,24 @@ def make_vector_env(
     return env
 
 
+@contextlib.contextmanager
+def policy_threads(env: gym.vector.VectorEnv) -> Iterator[None]:
+    """Run the policy on one torch thread while ``env`` is an engine that steps on all cores.
+
+    Between two physics calls the policy's forward pass is small, and idle torch worker
+    threads would compete for the cores the engine's threads need.
+    """
+    if getattr(env, "num_threads", 1) < 2:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Sampler:
     """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call."""
 
@@ -179,20 +199,21 @@ class Sampler:
         obs, _ = self.env.reset(seed=[int(s) for s in seeds])
         alive = np.ones(N * E, dtype=bool)
         steps = 0
-        for t in range(T):
-            o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
-            actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
-            obs, reward, terminated, truncated, _ = self.env.step(
-                self.env_actions(actions.view(N * E, self.act_dim).numpy())
-            )
-            obs_buf[t], act_buf[t] = o, actions
-            alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)
-            rew_buf[t] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).view(N, E) * alive_t
-            mask_buf[t] = alive_t
-            alive &= ~(np.asarray(terminated) | np.asarray(truncated))
-            steps = t + 1
-            if not alive.any():
-                break
+        with policy_threads(self.env):
+            for t in range(T):
+                o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
+                actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
+                obs, reward, terminated, truncated, _ = self.env.step(
+                    self.env_actions(actions.view(N * E, self.act_dim).numpy())
+                )
+                obs_buf[t], act_buf[t] = o, actions
+                alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)
+                rew_buf[t] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).view(N, E) * alive_t
+                mask_buf[t] = alive_t
+                alive &= ~(np.asarray(terminated) | np.asarray(truncated))
+                steps = t + 1
+                if not alive.any():
+                    break
         return Episodes(obs_buf[:steps], act_buf[:steps], rew_buf[:steps], mask_buf[:steps])
 
     def close(self) -> None:

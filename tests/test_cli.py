@@ -197,14 +197,17 @@ def test_user_env_from_its_own_module_trains_from_the_cli(tmp_path, monkeypatch)
 
 def test_bench_sampler_and_iteration_print_their_figures_and_write_json(tmp_path, capsys):
     out = tmp_path / "sampler.json"
-    args = ["bench", "sampler", "--num-envs", "4", "--async-envs", "2", "--steps", "5"]
-    assert main([*args, "--json", str(out)]) == 0
+    args = ["bench", "sampler", "--num-envs", "4", "--async-envs", "2", "--steps", "5", "--rounds", "1"]
+    assert main([*args, "--threads", "1,2", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "a/d =" in printed and "AsyncVectorEnv, 2 processes" in printed
+    assert "a/d =" in printed and "AsyncVectorEnv, 2 processes" in printed and "2 thread(s)" in printed
     result = json.loads(out.read_text())
-    for key in ["batched_steps_per_s", "sync_steps_per_s", "async_steps_per_s", "physics_limit_steps_per_s"]:
-        assert result[key] > 0
+    for key in ["batched", "sync", "async", "physics_limit", "physics_alone"]:
+        assert result[f"{key}_steps_per_s"] > 0
     assert result["batched_over_sync"] == result["batched_steps_per_s"] / result["sync_steps_per_s"]
+    assert set(result["threads"]) == {"1", "2"}
+    # mj_step is timed on the states the batched run went through: 4 sampled envs x 5 steps
+    assert result["mj_step_states"] == 20 and result["mj_step_us"] > 0
 
     out = tmp_path / "iteration.json"
     tiny = ["--set", "meta_batch_size=2", "--set", "episodes_per_task=2", "--set", "horizon=10"]
@@ -220,6 +223,16 @@ def test_training_with_task_subsampled_curvature_runs(tmp_path, tiny_config):
     args = ["train", str(tiny_config), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main([*args, "--set", "trpo.curvature_tasks=0.5"]) == 0
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["iteration"] == 2
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--threads", "0"), ("--threads", "two"), ("--num-envs", "0"), ("--rounds", "0")]
+)
+def test_bench_sampler_bad_numbers_are_one_line_errors(capsys, flag, value):
+    assert main(["bench", "sampler", flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert flag in err and value in err
+    assert len(err.splitlines()) == 1
 
 
 def test_bench_sampler_on_a_non_mujoco_family_is_a_one_line_error(capsys):
