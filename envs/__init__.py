@@ -33,6 +33,9 @@ FAMILIES: dict[str, tuple[str, str | None, int]] = {
         "metarl_envs.batched:HalfCheetahDirVectorEnv",
         200,
     ),
+    "metarl/AntVel-v0": ("metarl_envs.ant:AntVelEnv", "metarl_envs.batched:AntVelVectorEnv", 200),
+    "metarl/AntDir-v0": ("metarl_envs.ant:AntDirEnv", "metarl_envs.batched:AntDirVectorEnv", 200),
+    "metarl/AntGoal-v0": ("metarl_envs.ant:AntGoalEnv", "metarl_envs.batched:AntGoalVectorEnv", 200),
 }
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+from metarl_envs.ant import AntDirEnv, AntGoalEnv, AntVelEnv
 from metarl_envs.half_cheetah import HalfCheetahDirEnv, HalfCheetahVelEnv
 from mujoco.batch import Batch
 
@@ -66,6 +68,7 @@ class MujocoBatchVectorEnv(VectorEnv):
         self.qpos = self.batch.bind("qpos")
         self.qvel = self.batch.bind("qvel")
         self.ctrl = self.batch.bind("ctrl")
+        self._bind_fields()
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._autoreset = np.zeros(num_envs, dtype=bool)
@@ -92,10 +95,17 @@ class MujocoBatchVectorEnv(VectorEnv):
     def _set_task_arrays(self, tasks: list[Any]) -> None:
         raise NotImplementedError
 
+    def _bind_fields(self) -> None:
+        """Bind the further MjData fields the family reads (``self.batch.bind``)."""
+
+    def _before_step(self) -> np.ndarray:
+        """What the reward needs from the state before the step: by default the root's x."""
+        return self.qpos[:, 0].copy()
+
     def _observe(self) -> np.ndarray:
         raise NotImplementedError
 
-    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+    def _reward(self, actions: np.ndarray, before: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _terminated(self) -> np.ndarray:
@@ -140,12 +150,12 @@ class MujocoBatchVectorEnv(VectorEnv):
     def step(self, actions):
         actions = np.clip(np.asarray(actions, dtype=np.float64), self._low, self._high)
         restart = np.flatnonzero(self._autoreset)
-        x_before = self.qpos[:, 0].copy()
+        before = self._before_step()
         self.ctrl[:] = actions
         self.batch.step(nstep=self.frame_skip)
         # Sub-envs whose episode ended last step are reset instead (their step is discarded).
         self._reset_ids(restart)
-        reward = self._reward(actions, x_before)
+        reward = self._reward(actions, before)
         terminated = self._terminated()
         self._elapsed += 1
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -199,3 +209,84 @@ class HalfCheetahDirVectorEnv(_HalfCheetahBatch):
 
     def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
         return self._direction * x_velocity
+
+
+class _AntBatch(MujocoBatchVectorEnv):
+    """Ant observation (``qpos[2:]``, ``qvel``, clipped ``cfrc_ext``), costs and health, batched.
+
+    ``xpos`` and ``cfrc_ext`` are derived fields that ``mujoco.batch`` copies out after every
+    call, from the last substep, as ``mj_step`` leaves them in a single ``MjData``.
+    """
+
+    def _bind_fields(self) -> None:
+        ref = self.reference
+        body = ref._main_body
+        self._body = (
+            body if isinstance(body, int) else mujoco.mj_name2id(ref.model, mujoco.mjtObj.mjOBJ_BODY, body)
+        )
+        self.xpos = self.batch.bind("xpos").reshape(self.num_envs, -1, 3)
+        self.cfrc_ext = self.batch.bind("cfrc_ext").reshape(self.num_envs, -1, 6)
+        self._force_low, self._force_high = ref._contact_force_range
+        self._z_low, self._z_high = ref._healthy_z_range
+
+    def _before_step(self) -> np.ndarray:
+        return self.xpos[:, self._body, :2].copy()
+
+    def _contact_forces(self) -> np.ndarray:
+        return np.clip(self.cfrc_ext, self._force_low, self._force_high)
+
+    def _observe(self) -> np.ndarray:
+        forces = self._contact_forces()[:, 1:].reshape(self.num_envs, -1)
+        return np.concatenate([self.qpos[:, 2:], self.qvel, forces], axis=1)
+
+    def _reward(self, actions: np.ndarray, before: np.ndarray) -> np.ndarray:
+        ref = self.reference
+        xy = self.xpos[:, self._body, :2]
+        x_velocity = (xy[:, 0] - before[:, 0]) / self.dt
+        ctrl_cost = ref._ctrl_cost_weight * np.sum(np.square(actions), axis=1)
+        contact_cost = ref._contact_cost_weight * np.sum(np.square(self._contact_forces()), axis=(1, 2))
+        return self._task_reward(x_velocity, xy) + ref.survive_reward - ctrl_cost - contact_cost
+
+    def _terminated(self) -> np.ndarray:
+        finite = np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1)
+        z = self.qpos[:, 2]
+        return ~(finite & (self._z_low <= z) & (z <= self._z_high))
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class AntVelVectorEnv(_AntBatch):
+    """Batched twin of :class:`~metarl_envs.ant.AntVelEnv`."""
+
+    single_env_cls = AntVelEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._goal_velocity = np.array([t.velocity for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        return -np.abs(x_velocity - self._goal_velocity) + 1.0
+
+
+class AntDirVectorEnv(_AntBatch):
+    """Batched twin of :class:`~metarl_envs.ant.AntDirEnv`."""
+
+    single_env_cls = AntDirEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._direction = np.array([t.direction for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        return self._direction * x_velocity
+
+
+class AntGoalVectorEnv(_AntBatch):
+    """Batched twin of :class:`~metarl_envs.ant.AntGoalEnv`."""
+
+    single_env_cls = AntGoalEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._goal = np.array([t.goal for t in tasks], dtype=np.float64).reshape(len(tasks), 2)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        return -np.abs(xy - self._goal).sum(axis=1) + 4.0

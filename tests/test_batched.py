@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from metarl_envs import DirectionTask, VelocityTask
+from metarl_envs import DirectionTask, GoalTask, VelocityTask
 from metarl_envs.batched import HalfCheetahDirVectorEnv, HalfCheetahVelVectorEnv, MujocoBatchVectorEnv
 
 from metarl import get_tasks, set_tasks
@@ -12,13 +12,19 @@ from metarl.sampler import Sampler
 CASES = [
     ("metarl/HalfCheetahVel-v0", [VelocityTask(v) for v in (0.1, 0.7, 1.3, 1.9, 0.0)]),
     ("metarl/HalfCheetahDir-v0", [DirectionTask(d) for d in (1, -1, -1, 1, 1)]),
+    ("metarl/AntVel-v0", [VelocityTask(v) for v in (0.2, 1.1, 2.9, 0.0, 1.7)]),
+    ("metarl/AntDir-v0", [DirectionTask(d) for d in (-1, 1, 1, -1, 1)]),
+    (
+        "metarl/AntGoal-v0",
+        [GoalTask(g) for g in ((2.5, -1.0), (0.0, 0.0), (-3.0, 3.0), (1.0, 0.5), (-0.2, -2.8))],
+    ),
 ]
 
 
-def pair(env_id, tasks, horizon, num_threads=2):
+def pair(env_id, tasks, horizon, num_threads=2, **kwargs):
     n = len(tasks)
-    fast = gym.make_vec(env_id, num_envs=n, max_episode_steps=horizon, num_threads=num_threads)
-    ref = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", max_episode_steps=horizon)
+    fast = gym.make_vec(env_id, num_envs=n, max_episode_steps=horizon, num_threads=num_threads, **kwargs)
+    ref = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", max_episode_steps=horizon, **kwargs)
     assert isinstance(fast.unwrapped, MujocoBatchVectorEnv)
     set_tasks(fast, tasks)
     set_tasks(ref, tasks)
@@ -28,8 +34,9 @@ def pair(env_id, tasks, horizon, num_threads=2):
 @pytest.mark.parametrize("env_id, tasks", CASES)
 @pytest.mark.parametrize("seed", [[11, 12, 13, 14, 15], 3])
 def test_batched_engine_matches_the_single_env_through_autoresets(env_id, tasks, seed):
-    horizon, steps = 90, 230  # two time-limit autoresets per sub-env
+    horizon, steps = 90, 230  # two time-limit autoresets per sub-env (ants may also fall over)
     fast, ref = pair(env_id, tasks, horizon)
+    act_dim = fast.single_action_space.shape[0]
     obs_f, _ = fast.reset(seed=seed)
     obs_r, _ = ref.reset(seed=seed)
     assert obs_f.dtype == obs_r.dtype == np.float64
@@ -37,16 +44,36 @@ def test_batched_engine_matches_the_single_env_through_autoresets(env_id, tasks,
     rng = np.random.default_rng(0)
     resets = 0
     for t in range(steps):
-        actions = rng.uniform(-1.5, 1.5, size=(len(tasks), 6))  # some outside the bounds
+        actions = rng.uniform(-1.5, 1.5, size=(len(tasks), act_dim))  # some outside the bounds
         f, r = fast.step(actions), ref.step(actions)
         np.testing.assert_allclose(f[0], r[0], rtol=0, atol=1e-9, err_msg=f"obs at step {t}")
         np.testing.assert_allclose(f[1], r[1], rtol=0, atol=1e-9, err_msg=f"reward at step {t}")
         np.testing.assert_array_equal(f[2], r[2], err_msg=f"terminated at step {t}")
         np.testing.assert_array_equal(f[3], r[3], err_msg=f"truncated at step {t}")
-        resets += int(f[3].sum())
-    assert resets == 2 * len(tasks)
+        resets += int((f[2] | f[3]).sum())
+    assert resets >= 2 * len(tasks)
     fast.close()
     ref.close()
+
+
+def test_ant_contact_forces_and_terminations_match_the_single_env():
+    # A narrow healthy range makes the ants terminate (and autoreset) often; random actions at
+    # the bounds keep the legs hitting the floor, so cfrc_ext (obs[27:]) is exercised.
+    tasks = [VelocityTask(v) for v in (0.5, 1.0, 2.0)]
+    fast, ref = pair("metarl/AntVel-v0", tasks, horizon=200, healthy_z_range=(0.3, 0.9))
+    fast.reset(seed=5)
+    ref.reset(seed=5)
+    rng = np.random.default_rng(1)
+    terminations, contact_steps = 0, 0
+    for t in range(150):
+        actions = rng.choice([-1.0, 1.0], size=(3, 8))
+        f, r = fast.step(actions), ref.step(actions)
+        for k, name in enumerate(["obs", "reward"]):
+            np.testing.assert_allclose(f[k], r[k], rtol=0, atol=1e-9, err_msg=f"{name} at step {t}")
+        np.testing.assert_array_equal(f[2], r[2])
+        terminations += int(f[2].sum())
+        contact_steps += int((np.abs(f[0][:, 27:]).sum(1) > 0).sum())
+    assert terminations >= 3 and contact_steps >= 30
 
 
 def test_partial_reset_with_reset_mask_matches_sync():

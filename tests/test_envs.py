@@ -3,6 +3,7 @@
 import pickle
 
 import gymnasium as gym
+import metarl_envs
 import numpy as np
 import pytest
 from metarl_envs import DirectionTask, GoalTask, VelocityTask
@@ -10,7 +11,7 @@ from metarl_envs import DirectionTask, GoalTask, VelocityTask
 import metarl
 from metarl import TaskProtocolError, check_task_env, get_tasks, set_tasks
 
-FAMILIES = ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0"]
+FAMILIES = sorted(metarl_envs.FAMILIES)
 
 
 @pytest.mark.parametrize("env_id", FAMILIES)
@@ -37,7 +38,7 @@ def test_seeded_reset_and_rollout_are_deterministic(env_id):
         return np.concatenate([np.ravel(x) for x in trace])
 
     np.testing.assert_array_equal(rollout(3), rollout(3))
-    if "Cheetah" in env_id:  # reset noise depends on the seed
+    if "Navigation" not in env_id:  # MuJoCo families: reset noise depends on the seed
         assert not np.array_equal(rollout(3), rollout(4))
 
 
@@ -63,6 +64,13 @@ def test_task_distributions_match_the_paper():
     dirs = gym.make("metarl/HalfCheetahDir-v0").unwrapped.sample_tasks(2000, rng)
     d = np.array([t.direction for t in dirs])
     assert set(d) == {-1, 1} and abs(d.mean()) < 0.08
+    ant = np.array([t.velocity for t in gym.make("metarl/AntVel-v0").unwrapped.sample_tasks(2000, rng)])
+    assert ant.min() >= 0 and ant.max() <= 3 and abs(ant.mean() - 1.5) < 0.08
+    ant_dirs = np.array([t.direction for t in gym.make("metarl/AntDir-v0").unwrapped.sample_tasks(2000, rng)])
+    assert set(ant_dirs) == {-1, 1} and abs(ant_dirs.mean()) < 0.08
+    ant_goals = np.array([t.goal for t in gym.make("metarl/AntGoal-v0").unwrapped.sample_tasks(2000, rng)])
+    assert ant_goals.shape == (2000, 2) and ant_goals.min() >= -3 and ant_goals.max() <= 3
+    assert abs(ant_goals.mean()) < 0.1
 
 
 def test_navigation_dynamics_reward_and_termination():
@@ -96,6 +104,61 @@ def test_half_cheetah_rewards_follow_the_paper():
         assert reward == pytest.approx(expected)
         assert not terminated and not truncated
         assert env.spec.max_episode_steps == 200
+
+
+def test_ant_rewards_follow_the_paper():
+    action = np.array([2.0, -0.5, 0.3, 0.0, 1.0, -3.0, 0.7, -0.1])
+    clipped = np.clip(action, -1, 1)
+    for env_id, task in [
+        ("metarl/AntVel-v0", VelocityTask(2.0)),
+        ("metarl/AntDir-v0", DirectionTask(-1)),
+        ("metarl/AntGoal-v0", GoalTask((2.0, -1.0))),
+    ]:
+        env = gym.make(env_id)
+        env.unwrapped.set_task(task)
+        env.reset(seed=0)
+        for _ in range(30):  # long enough for the legs to touch the floor
+            obs, reward, terminated, truncated, info = env.step(action)
+        data = env.unwrapped.data
+        forces = np.clip(data.cfrc_ext, -1, 1)
+        costs = 0.005 * np.sum(clipped**2) + 5e-4 * np.sum(forces**2)
+        assert np.sum(forces**2) > 0 and obs.shape == (105,)
+        np.testing.assert_array_equal(obs[27:], forces[1:].ravel())
+        v = info["x_velocity"]
+        xy = data.body("torso").xpos[:2]
+        expected = {
+            "metarl/AntVel-v0": -abs(v - 2.0) + 1.0 + 0.05,
+            "metarl/AntDir-v0": -v + 0.05,
+            "metarl/AntGoal-v0": -(abs(xy[0] - 2.0) + abs(xy[1] + 1.0)) + 4.0,
+        }[env_id] - costs
+        assert reward == pytest.approx(expected)
+        assert not truncated and env.spec.max_episode_steps == 200
+
+
+def test_ant_contact_forces_are_those_of_the_stepped_state():
+    # cfrc_ext after a step equals mj_forward + mj_rnePostConstraint on the state before the
+    # last substep (not Gymnasium's post-integration call).
+    import mujoco
+
+    env = gym.make("metarl/AntVel-v0").unwrapped
+    env.reset(seed=1)
+    model, data = env.model, env.data
+    probe = mujoco.MjData(model)
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    checked = 0
+    for _ in range(60):
+        action = env.np_random.uniform(-1, 1, size=8)
+        env.do_simulation(action, env.frame_skip - 1)
+        mujoco.mj_getState(model, data, state, spec)
+        mujoco.mj_setState(model, probe, state, spec)
+        probe.ctrl[:] = action
+        mujoco.mj_forward(model, probe)
+        mujoco.mj_rnePostConstraint(model, probe)
+        env.do_simulation(action, 1)
+        np.testing.assert_allclose(data.cfrc_ext, probe.cfrc_ext, rtol=0, atol=1e-9)
+        checked += int(np.abs(probe.cfrc_ext).sum() > 0)
+    assert checked > 10
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
