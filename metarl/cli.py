@@ -45,7 +45,12 @@ def _train(args: argparse.Namespace) -> int:
                 "or --force to start over"
             )
         trainer = Trainer(config, out, progress=not args.no_progress)
-    print(f"run directory: {trainer.out_dir}", file=sys.stderr)
+    env = trainer.sampler.env
+    print(
+        f"run directory: {trainer.out_dir}; sampler: {type(env.unwrapped).__name__} "
+        f"({env.num_envs} envs, backend {trainer.sampler.backend})",
+        file=sys.stderr,
+    )
     metrics = trainer.train()
     if metrics:
         print(

@@ -13,6 +13,8 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -56,12 +58,25 @@ class Episodes:
         return self.rewards.sum(0).mean(-1)
 
 
+def _import_user_module(module: str) -> None:
+    """Import a user's env module, looking in the current directory too (as ``python -m`` does;
+    the ``metarl`` console script does not put it on ``sys.path``)."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name is None or not module.startswith(exc.name) or cwd in sys.path:
+            raise
+        sys.path.append(cwd)
+        importlib.import_module(module)
+
+
 def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
     if ":" in env_id:
         module, env_id = env_id.split(":", 1)
         try:
-            importlib.import_module(module)
+            _import_user_module(module)
         except ImportError as exc:
             raise EnvNotFoundError(f"env id {module}:{env_id}: cannot import {module!r} ({exc})") from None
     try:

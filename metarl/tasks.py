@@ -129,6 +129,16 @@ def _same(a: Any, b: Any) -> bool:
         return pickle.dumps(a) == pickle.dumps(b)
 
 
+def _observation_mismatch(env: gym.Env) -> str:
+    """What a reset observation is, beside the declared space (for the checker's message)."""
+    try:
+        obs, _ = env.reset(seed=0)
+    except Exception as exc:  # the checker already reset it once; report rather than fail here
+        return f"reset() raised {type(exc).__name__}"
+    arr = np.asarray(obs)
+    return f"reset() returned shape {arr.shape} {arr.dtype}, observation_space is {env.observation_space}"
+
+
 def check_task_env(env: gym.Env, *, num_tasks: int = 4, seed: int = 0, steps: int = 5) -> None:
     """Check that ``env`` is a valid Gymnasium env and follows the task protocol.
 
@@ -149,7 +159,15 @@ def check_task_env(env: gym.Env, *, num_tasks: int = 4, seed: int = 0, steps: in
     try:
         check_env(base, skip_render_check=True)
     except AssertionError as exc:
-        raise _fail(base, f"fails gymnasium's check_env: {exc}", "see the message above") from None
+        if "observation space" in str(exc):
+            raise _fail(
+                base,
+                f"observations do not match the observation space ({_observation_mismatch(base)})",
+                "declare observation_space with the shape, dtype and bounds that reset() and step() return",
+            ) from None
+        raise _fail(
+            base, f"fails gymnasium's check_env: {exc}", "fix what gymnasium's check_env reports"
+        ) from None
 
     tasks_a = base.sample_tasks(num_tasks, np.random.default_rng(seed))
     tasks_b = base.sample_tasks(num_tasks, np.random.default_rng(seed))

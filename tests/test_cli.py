@@ -239,3 +239,15 @@ def test_bench_sampler_on_a_non_mujoco_family_is_a_one_line_error(capsys):
     assert main(["bench", "sampler", "--env", "metarl/Navigation2D-v0", "--num-envs", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "has none" in err and len(err.splitlines()) == 1
+
+
+def test_worked_example_of_a_user_env_trains_from_its_config(tmp_path, capsys, monkeypatch):
+    # experiments/windy_point.py is a user's module: no vectorized twin, so Gymnasium's
+    # SyncVectorEnv samples it, and the CLI says so.
+    monkeypatch.chdir(Path(__file__).parents[1])
+    run = tmp_path / "run"
+    tiny = ["iterations=2", "meta_batch_size=3", "episodes_per_task=2", "horizon=10"]
+    args = ["train", "experiments/windy_point.yaml", "--out", str(run), "--no-progress"]
+    assert main([*args, *[x for kv in tiny for x in ("--set", kv)]]) == 0
+    assert "sampler: SyncVectorEnv (6 envs, backend sync)" in capsys.readouterr().err
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["iteration"] == 2

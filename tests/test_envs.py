@@ -249,7 +249,11 @@ def test_check_task_env_names_each_protocol_mistake():
         def set_task(self, task):
             self.task = task()
 
+    class WrongSpace(Base):
+        observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+
     cases = [
+        (WrongSpace, r"observations do not match the observation space \(reset\(\) returned shape \(1,\)"),
         (NoGetTask, "missing method get_task"),
         (IgnoresRng, "different tasks for the same seed"),
         (RewardIgnoresTask, "set_task does not change the reward"),
