@@ -12,9 +12,9 @@ Every family follows the task protocol (see :class:`metarl_envs.base.TaskEnv`):
 from __future__ import annotations
 
 import gymnasium
-from metarl_envs.base import DirectionTask, GoalTask, TaskEnv, VelocityTask
+from metarl_envs.base import DirectionTask, GoalTask, PhysicsTask, TaskEnv, VelocityTask
 
-__all__ = ["DirectionTask", "GoalTask", "TaskEnv", "VelocityTask", "FAMILIES", "register_all"]
+__all__ = ["DirectionTask", "GoalTask", "PhysicsTask", "TaskEnv", "VelocityTask", "FAMILIES", "register_all"]
 
 #: Registered families: id -> (entry point, vector entry point or None, horizon).
 FAMILIES: dict[str, tuple[str, str | None, int]] = {
@@ -36,6 +36,21 @@ FAMILIES: dict[str, tuple[str, str | None, int]] = {
     "metarl/AntVel-v0": ("metarl_envs.ant:AntVelEnv", "metarl_envs.batched:AntVelVectorEnv", 200),
     "metarl/AntDir-v0": ("metarl_envs.ant:AntDirEnv", "metarl_envs.batched:AntDirVectorEnv", 200),
     "metarl/AntGoal-v0": ("metarl_envs.ant:AntGoalEnv", "metarl_envs.batched:AntGoalVectorEnv", 200),
+    "metarl/HalfCheetahRandParams-v0": (
+        "metarl_envs.rand_params:HalfCheetahRandParamsEnv",
+        "metarl_envs.batched:HalfCheetahRandParamsVectorEnv",
+        200,
+    ),
+    "metarl/HopperRandParams-v0": (
+        "metarl_envs.rand_params:HopperRandParamsEnv",
+        "metarl_envs.batched:HopperRandParamsVectorEnv",
+        200,
+    ),
+    "metarl/Walker2dRandParams-v0": (
+        "metarl_envs.rand_params:Walker2dRandParamsEnv",
+        "metarl_envs.batched:Walker2dRandParamsVectorEnv",
+        200,
+    ),
 }
 
 

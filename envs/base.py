@@ -50,3 +50,16 @@ def check_n(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"sample_tasks: n must be a non-negative int, got {n!r}")
     return int(n)
+
+
+@dataclass(frozen=True)
+class PhysicsTask:
+    """Multipliers of a MuJoCo model's physics parameters, one per entry (flattened, row-major).
+
+    The family's nominal value of every entry is multiplied by the matching factor.
+    """
+
+    body_mass: tuple[float, ...]
+    body_inertia: tuple[float, ...]
+    dof_damping: tuple[float, ...]
+    geom_friction: tuple[float, ...]

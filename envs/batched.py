@@ -22,6 +22,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from metarl_envs.ant import AntDirEnv, AntGoalEnv, AntVelEnv
 from metarl_envs.half_cheetah import HalfCheetahDirEnv, HalfCheetahVelEnv
+from metarl_envs.rand_params import (
+    FIELDS,
+    HalfCheetahRandParamsEnv,
+    HopperRandParamsEnv,
+    Walker2dRandParamsEnv,
+)
 from mujoco.batch import Batch
 
 MJ_STAGE_NONE = 0
@@ -41,6 +47,8 @@ class MujocoBatchVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
     single_env_cls: type
     persistent = False
+    #: Gymnasium's hopper and walker draw the initial qvel noise uniformly; the others, normally.
+    uniform_qvel_noise = False
 
     def __init__(
         self,
@@ -124,7 +132,10 @@ class MujocoBatchVectorEnv(VectorEnv):
                 rng, _ = seeding.np_random()
                 self._rngs[i] = rng
             self.qpos[i] = self._init_qpos + rng.uniform(-self._noise, self._noise, size=nq)
-            self.qvel[i] = self._init_qvel + self._noise * rng.standard_normal(nv)
+            if self.uniform_qvel_noise:
+                self.qvel[i] = self._init_qvel + rng.uniform(-self._noise, self._noise, size=nv)
+            else:
+                self.qvel[i] = self._init_qvel + self._noise * rng.standard_normal(nv)
         self.batch.forward(ids)
         self._elapsed[ids] = 0
         self._autoreset[ids] = False
@@ -290,3 +301,78 @@ class AntGoalVectorEnv(_AntBatch):
 
     def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
         return -np.abs(xy - self._goal).sum(axis=1) + 4.0
+
+
+class _RandParamsBatch(MujocoBatchVectorEnv):
+    """Per-sub-env physics parameters: ``Batch.expand`` gives each simulation its own masses,
+    inertias, damping and friction, and ``set_const`` recomputes the constants derived from them."""
+
+    def _bind_fields(self) -> None:
+        self._params = {f: self.batch.expand(f) for f in FIELDS}
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        ref = self.reference
+        for f in FIELDS:
+            scales = np.stack([ref.multipliers(t)[f] for t in tasks])
+            self._params[f][:] = ref.nominal[f] * scales
+        self.batch.set_const()
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+
+    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+        ref = self.reference
+        x_velocity = (self.qpos[:, 0] - x_before) / self.dt
+        ctrl_cost = ref._ctrl_cost_weight * np.sum(np.square(actions), axis=1)
+        return ref._forward_reward_weight * x_velocity + self._healthy_reward() - ctrl_cost
+
+    def _healthy(self) -> np.ndarray:
+        return np.ones(self.num_envs, dtype=bool)
+
+    def _healthy_reward(self) -> np.ndarray | float:
+        return 0.0
+
+    def _terminated(self) -> np.ndarray:
+        return ~self._healthy()
+
+
+class HalfCheetahRandParamsVectorEnv(_RandParamsBatch):
+    """Batched twin of :class:`~metarl_envs.rand_params.HalfCheetahRandParamsEnv`."""
+
+    single_env_cls = HalfCheetahRandParamsEnv
+
+
+class _HealthyBatch(_RandParamsBatch):
+    """Hopper and walker: clipped velocities in the observation, a bonus while healthy, and
+    termination when not."""
+
+    uniform_qvel_noise = True
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], np.clip(self.qvel, -10.0, 10.0)], axis=1)
+
+    def _healthy_reward(self) -> np.ndarray:
+        return self._healthy() * self.reference._healthy_reward
+
+    def _healthy(self) -> np.ndarray:
+        ref = self.reference
+        z, angle = self.qpos[:, 1], self.qpos[:, 2]
+        (z_low, z_high), (a_low, a_high) = ref._healthy_z_range, ref._healthy_angle_range
+        return (z_low < z) & (z < z_high) & (a_low < angle) & (angle < a_high)
+
+
+class HopperRandParamsVectorEnv(_HealthyBatch):
+    """Batched twin of :class:`~metarl_envs.rand_params.HopperRandParamsEnv`."""
+
+    single_env_cls = HopperRandParamsEnv
+
+    def _healthy(self) -> np.ndarray:
+        low, high = self.reference._healthy_state_range
+        state = np.concatenate([self.qpos, self.qvel], axis=1)[:, 2:]
+        return super()._healthy() & np.all((low < state) & (state < high), axis=1)
+
+
+class Walker2dRandParamsVectorEnv(_HealthyBatch):
+    """Batched twin of :class:`~metarl_envs.rand_params.Walker2dRandParamsEnv`."""
+
+    single_env_cls = Walker2dRandParamsEnv

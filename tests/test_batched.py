@@ -1,5 +1,7 @@
 """The batched MuJoCo engine against the single reference env: the same trajectories."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,6 +20,14 @@ CASES = [
         "metarl/AntGoal-v0",
         [GoalTask(g) for g in ((2.5, -1.0), (0.0, 0.0), (-3.0, 3.0), (1.0, 0.5), (-0.2, -2.8))],
     ),
+]
+RAND_PARAMS = [
+    "metarl/HalfCheetahRandParams-v0",
+    "metarl/HopperRandParams-v0",
+    "metarl/Walker2dRandParams-v0",
+]
+CASES += [
+    (env_id, gym.make(env_id).unwrapped.sample_tasks(5, np.random.default_rng(4))) for env_id in RAND_PARAMS
 ]
 
 
@@ -74,6 +84,25 @@ def test_ant_contact_forces_and_terminations_match_the_single_env():
         terminations += int(f[2].sum())
         contact_steps += int((np.abs(f[0][:, 27:]).sum(1) > 0).sum())
     assert terminations >= 3 and contact_steps >= 30
+
+
+def test_rand_params_give_each_sub_env_its_own_physics_and_resetting_tasks_keeps_the_state():
+    env_id = "metarl/HopperRandParams-v0"
+    single = gym.make(env_id).unwrapped
+    tasks = single.sample_tasks(3, np.random.default_rng(0))
+    fast = gym.make_vec(env_id, num_envs=3, num_threads=1)
+    set_tasks(fast, tasks)
+    masses = fast.unwrapped.batch.expanded("body_mass")
+    for i, task in enumerate(tasks):
+        np.testing.assert_allclose(masses[i], single.nominal["body_mass"] * np.array(task.body_mass))
+    assert len({tuple(m) for m in masses}) == 3
+    # set_task keeps the state in force (the new physics applies from the next step)
+    single.reset(seed=0)
+    qpos = single.data.qpos.copy()
+    single.set_task(tasks[1])
+    np.testing.assert_array_equal(single.data.qpos, qpos)
+    with pytest.raises(ValueError, match="PhysicsTask.body_mass has 2 entries, the model has 5"):
+        single.set_task(dataclasses.replace(tasks[0], body_mass=(1.0, 1.0)))
 
 
 def test_partial_reset_with_reset_mask_matches_sync():

@@ -71,6 +71,12 @@ def test_task_distributions_match_the_paper():
     ant_goals = np.array([t.goal for t in gym.make("metarl/AntGoal-v0").unwrapped.sample_tasks(2000, rng)])
     assert ant_goals.shape == (2000, 2) and ant_goals.min() >= -3 and ant_goals.max() <= 3
     assert abs(ant_goals.mean()) < 0.1
+    hopper = gym.make("metarl/HopperRandParams-v0").unwrapped
+    tasks = hopper.sample_tasks(500, rng)
+    for field, size in [("body_mass", 5), ("body_inertia", 15), ("dof_damping", 6), ("geom_friction", 15)]:
+        u = np.log(np.array([getattr(t, field) for t in tasks])) / np.log(1.5)
+        assert u.shape == (500, size) and u.min() >= -3 and u.max() <= 3  # 1.5^u, u ~ U[-3, 3]
+        assert abs(u.mean()) < 0.1 and abs(u.std() - 6 / np.sqrt(12)) < 0.05
 
 
 def test_navigation_dynamics_reward_and_termination():
