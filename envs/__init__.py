@@ -51,6 +51,12 @@ FAMILIES: dict[str, tuple[str, str | None, int]] = {
         "metarl_envs.batched:Walker2dRandParamsVectorEnv",
         200,
     ),
+    "metarl/Bandit-v0": ("metarl_envs.discrete:BanditEnv", "metarl_envs.discrete:BanditVectorEnv", 10),
+    "metarl/TabularMDP-v0": (
+        "metarl_envs.discrete:TabularMDPEnv",
+        "metarl_envs.discrete:TabularMDPVectorEnv",
+        10,
+    ),
 }
 
 

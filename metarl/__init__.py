@@ -19,7 +19,7 @@ from metarl_envs import TaskEnv
 from metarl.config import Config, load_config
 from metarl.errors import ConfigError, EnvNotFoundError, MetarlError, TaskProtocolError
 from metarl.evaluation import adapt_and_evaluate, load_policy
-from metarl.policies import GaussianMLPPolicy
+from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.sampler import Episodes, Sampler, make_vector_env
 from metarl.tasks import check_task_env, get_tasks, set_tasks
 from metarl.trainer import Trainer
@@ -31,7 +31,9 @@ __all__ = [
     "ConfigError",
     "EnvNotFoundError",
     "Episodes",
+    "CategoricalMLPPolicy",
     "GaussianMLPPolicy",
+    "MLPPolicy",
     "MetarlError",
     "Sampler",
     "TaskEnv",

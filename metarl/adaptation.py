@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from metarl import baseline
-from metarl.policies import GaussianMLPPolicy, Params, gaussian_log_prob
+from metarl.policies import MLPPolicy, Params
 from metarl.returns import discounted_returns, gae, masked_normalize
 from metarl.sampler import Episodes
 
@@ -46,14 +46,14 @@ def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum((0, 2)) / mask.sum((0, 2)).clamp_min(1.0)
 
 
-def log_probs(policy: GaussianMLPPolicy, params: Params, episodes: Episodes, per_task: bool) -> Tensor:
+def log_probs(policy: MLPPolicy, params: Params, episodes: Episodes, per_task: bool) -> Tensor:
     """log π_params(a_t | s_t) for every step: [T, N, E]."""
-    mean, log_std = policy.dist(params, episodes.obs, task_dim=1 if per_task else None)
-    return gaussian_log_prob(mean, log_std, episodes.actions)
+    dist = policy.dist(params, episodes.obs, task_dim=1 if per_task else None)
+    return policy.log_prob(dist, episodes.actions)
 
 
 def vpg_loss(
-    policy: GaussianMLPPolicy,
+    policy: MLPPolicy,
     params: Params,
     episodes: Episodes,
     advantages: Tensor,
@@ -74,7 +74,7 @@ def _per_task(params: Params, num_tasks: int, per_task: bool) -> Params:
 
 
 def adapt(
-    policy: GaussianMLPPolicy,
+    policy: MLPPolicy,
     params: Params,
     episodes: Episodes,
     advantages: Tensor,

@@ -12,12 +12,12 @@ import torch
 from metarl.adaptation import adapt, compute_advantages
 from metarl.config import Config, config_from_dict
 from metarl.errors import MetarlError
-from metarl.policies import GaussianMLPPolicy, Params
+from metarl.policies import MLPPolicy, Params
 from metarl.sampler import Sampler
 from metarl.trainer import BEST, CHECKPOINT, EVAL_STREAM, load_checkpoint, make_policy
 
 
-def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, GaussianMLPPolicy]:
+def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPolicy]:
     """The config and trained policy of a run directory (``latest`` or ``best`` checkpoint)
     or of a checkpoint file."""
     path = Path(path)
@@ -28,15 +28,16 @@ def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, Gaussi
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
     shapes = state["policy"]
-    obs_dim = shapes["mean.0.weight"].shape[1]
-    act_dim = shapes["log_std"].shape[0]
-    policy = make_policy(config, obs_dim, act_dim)
+    discrete = "log_std" not in shapes
+    layers = sorted((k for k in shapes if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
+    obs_dim, act_dim = shapes[layers[0]].shape[1], shapes[layers[-1]].shape[0]
+    policy = make_policy(config, obs_dim, act_dim, discrete)
     policy.load_state_dict(state["policy"])
     return config, policy
 
 
 def adapt_and_evaluate(
-    policy: GaussianMLPPolicy,
+    policy: MLPPolicy,
     config: Config,
     num_tasks: int = 40,
     steps: int = 3,

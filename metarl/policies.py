@@ -1,4 +1,5 @@
-"""Gaussian MLP policy, used functionally so that adapted parameters are plain tensors.
+"""MLP policies (Gaussian for Box actions, categorical for Discrete ones), used functionally so
+that adapted parameters are plain tensors.
 
 The module holds the meta-parameters θ. Every forward pass goes through
 ``torch.func.functional_call`` with an explicit parameter dict, so the same code evaluates θ,
@@ -20,7 +21,73 @@ _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-class GaussianMLPPolicy(nn.Module):
+def mlp(
+    in_dim: int, out_dim: int, hidden_sizes: tuple[int, ...] | list[int], activation: str
+) -> nn.Sequential:
+    """A plain MLP: Linear, activation, ..., Linear."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for size in hidden_sizes:
+        layers += [nn.Linear(last, size), _ACTIVATIONS[activation]()]
+        last = size
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+class MLPPolicy(nn.Module):
+    """A stochastic policy evaluated functionally: ``dist`` maps an explicit parameter dict and
+    observations to the distribution's parameters (a tuple of tensors), which ``log_prob``,
+    ``kl`` and ``sample`` consume. Learners touch policies only through these methods."""
+
+    #: The shape of one action as stored in a batch of episodes, and its dtype.
+    action_shape: tuple[int, ...] = ()
+    action_dtype: torch.dtype = torch.float32
+
+    def params(self) -> Params:
+        """θ as a name -> tensor dict (the live parameters, not copies)."""
+        return dict(self.named_parameters())
+
+    def dist(self, params: Params, obs: Tensor, task_dim: int | None = None) -> tuple[Tensor, ...]:
+        """The distribution's parameters for ``obs`` under ``params``.
+
+        With ``task_dim=None`` ``params`` is one parameter set. Otherwise every tensor of
+        ``params`` has a leading task dimension and ``obs`` has the matching task dimension at
+        ``task_dim``; each task's observations go through that task's parameters, and the
+        outputs keep the task dimension at ``task_dim``.
+        """
+
+        def call(p: Params, o: Tensor) -> tuple[Tensor, ...]:
+            return functional_call(self, p, (o,))
+
+        if task_dim is None:
+            return call(params, obs)
+        return vmap(call, in_dims=(0, task_dim), out_dims=task_dim)(params, obs)
+
+    def log_prob(self, dist: tuple[Tensor, ...], actions: Tensor) -> Tensor:
+        """log π(a|s) for every step, from ``dist``'s output."""
+        raise NotImplementedError
+
+    def kl(self, old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
+        """KL(old || new) for every step."""
+        raise NotImplementedError
+
+    def draw(self, dist: tuple[Tensor, ...], generator: torch.Generator | None) -> Tensor:
+        """Actions drawn from ``dist`` with an explicit RNG."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        params: Params,
+        obs: Tensor,
+        task_dim: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw actions from π_params(·|obs) with an explicit RNG."""
+        return self.draw(self.dist(params, obs, task_dim), generator)
+
+
+class GaussianMLPPolicy(MLPPolicy):
     """π(a|s) = N(MLP(s), diag(exp(log_std))²) with a learned, state-independent log-std."""
 
     def __init__(
@@ -32,52 +99,57 @@ class GaussianMLPPolicy(nn.Module):
         init_log_std: float = 0.0,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        last = obs_dim
-        for size in hidden_sizes:
-            layers += [nn.Linear(last, size), _ACTIVATIONS[activation]()]
-            last = size
-        layers.append(nn.Linear(last, act_dim))
-        self.mean = nn.Sequential(*layers)
+        self.mean = mlp(obs_dim, act_dim, hidden_sizes, activation)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
         self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.action_shape = (act_dim,)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         mean = self.mean(obs)
         return mean, self.log_std.expand_as(mean)
 
-    def params(self) -> Params:
-        """θ as a name -> tensor dict (the live parameters, not copies)."""
-        return dict(self.named_parameters())
+    def log_prob(self, dist: tuple[Tensor, ...], actions: Tensor) -> Tensor:
+        mean, log_std = dist
+        return gaussian_log_prob(mean, log_std, actions)
 
-    def dist(self, params: Params, obs: Tensor, task_dim: int | None = None) -> tuple[Tensor, Tensor]:
-        """Mean and log-std of π_params(·|obs).
+    def kl(self, old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
+        return gaussian_kl(old[0], old[1], new[0], new[1])
 
-        With ``task_dim=None`` ``params`` is one parameter set. Otherwise every tensor of
-        ``params`` has a leading task dimension and ``obs`` has the matching task dimension at
-        ``task_dim``; each task's observations go through that task's parameters, and the
-        outputs keep the task dimension at ``task_dim``.
-        """
-
-        def call(p: Params, o: Tensor) -> tuple[Tensor, Tensor]:
-            return functional_call(self, p, (o,))
-
-        if task_dim is None:
-            return call(params, obs)
-        return vmap(call, in_dims=(0, task_dim), out_dims=task_dim)(params, obs)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        params: Params,
-        obs: Tensor,
-        task_dim: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Draw actions from π_params(·|obs) with an explicit RNG."""
-        mean, log_std = self.dist(params, obs, task_dim)
+    def draw(self, dist: tuple[Tensor, ...], generator: torch.Generator | None) -> Tensor:
+        mean, log_std = dist
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         return mean + log_std.exp() * noise
+
+
+class CategoricalMLPPolicy(MLPPolicy):
+    """π(a|s) = Categorical(softmax(MLP(s))) over ``num_actions`` discrete actions."""
+
+    action_dtype = torch.int64
+
+    def __init__(
+        self,
+        obs_dim: int,
+        num_actions: int,
+        hidden_sizes: tuple[int, ...] | list[int] = (100, 100),
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.logits = mlp(obs_dim, num_actions, hidden_sizes, activation)
+        self.obs_dim, self.act_dim = obs_dim, num_actions
+
+    def forward(self, obs: Tensor) -> tuple[Tensor]:
+        return (torch.log_softmax(self.logits(obs), dim=-1),)
+
+    def log_prob(self, dist: tuple[Tensor, ...], actions: Tensor) -> Tensor:
+        return dist[0].gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def kl(self, old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
+        return (old[0].exp() * (old[0] - new[0])).sum(-1)
+
+    def draw(self, dist: tuple[Tensor, ...], generator: torch.Generator | None) -> Tensor:
+        log_p = dist[0]
+        flat = log_p.reshape(-1, log_p.shape[-1]).exp()
+        return torch.multinomial(flat, 1, generator=generator).view(log_p.shape[:-1])
 
 
 def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from metarl.errors import EnvNotFoundError
-from metarl.policies import GaussianMLPPolicy, Params
+from metarl.policies import MLPPolicy, Params
 from metarl.tasks import set_tasks, task_api, unknown_env_message
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class Episodes:
     """A batch of episodes grouped by task; time-major.
 
-    ``obs`` [T, N, E, obs_dim], ``actions`` [T, N, E, act_dim], ``rewards`` and ``mask``
+    ``obs`` [T, N, E, obs_dim], ``actions`` [T, N, E, act_dim] (Box) or [T, N, E] action indices
+    (Discrete), ``rewards`` and ``mask``
     [T, N, E] for N tasks and E episodes per task. ``mask[t]`` is 1 while the episode runs.
     """
 
@@ -161,7 +162,11 @@ class Sampler:
         )
         self.backend = self.env.metarl_backend
         self.obs_dim = int(np.prod(self.env.single_observation_space.shape))
-        self.act_dim = int(np.prod(self.env.single_action_space.shape))
+        space = self.env.single_action_space
+        #: Discrete action spaces get a categorical policy with ``act_dim`` = the number of actions.
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        self.act_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
+        self._act_start = int(space.start) if self.discrete else 0
         # Policy actions live in [-1, 1]^d and are mapped affinely onto a bounded Box.
         self._act_scale, self._act_offset = 1.0, 0.0
         space = self.env.single_action_space
@@ -185,12 +190,15 @@ class Sampler:
         self._tasks = list(tasks)
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Policy actions [..., act_dim] as the env receives them (the env clips to its bounds)."""
+        """Policy actions as the env receives them: Box actions [..., act_dim] mapped onto the
+        bounds (the env clips), discrete action indices offset by the space's ``start``."""
+        if self.discrete:
+            return np.asarray(actions, dtype=np.int64) + self._act_start
         return self._act_offset + self._act_scale * np.asarray(actions, dtype=np.float64)
 
     def sample(
         self,
-        policy: GaussianMLPPolicy,
+        policy: MLPPolicy,
         params: Params,
         rng: np.random.Generator,
         generator: torch.Generator,
@@ -204,7 +212,7 @@ class Sampler:
         """
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
         obs_buf = torch.zeros(T, N, E, self.obs_dim)
-        act_buf = torch.zeros(T, N, E, self.act_dim)
+        act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype)
         rew_buf = torch.zeros(T, N, E)
         mask_buf = torch.zeros(T, N, E)
         params = {k: v.detach() for k, v in params.items()}
@@ -219,7 +227,7 @@ class Sampler:
                 o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
                 actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
                 obs, reward, terminated, truncated, _ = self.env.step(
-                    self.env_actions(actions.view(N * E, self.act_dim).numpy())
+                    self.env_actions(actions.reshape(N * E, *policy.action_shape).numpy())
                 )
                 obs_buf[t], act_buf[t] = o, actions
                 alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)

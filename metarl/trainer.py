@@ -21,7 +21,7 @@ from tqdm import tqdm
 from metarl.algorithms import ALGORITHMS
 from metarl.config import Config, config_from_dict
 from metarl.errors import MetarlError
-from metarl.policies import GaussianMLPPolicy
+from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.sampler import Sampler
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,11 @@ CONFIG_FILE = "config.yaml"
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent task streams for training and held-out tasks
 
 
-def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
+def make_policy(config: Config, obs_dim: int, act_dim: int, discrete: bool = False) -> MLPPolicy:
+    """The config's policy: categorical over ``act_dim`` actions if ``discrete``, else Gaussian."""
     p = config.policy
+    if discrete:
+        return CategoricalMLPPolicy(obs_dim, act_dim, p.hidden_sizes, p.activation)
     return GaussianMLPPolicy(obs_dim, act_dim, p.hidden_sizes, p.activation, p.init_log_std)
 
 
@@ -79,7 +82,7 @@ class Trainer:
             num_threads=config.sampler.num_threads,
             rescale_actions=config.policy.rescale_actions,
         )
-        self.policy = make_policy(config, self.sampler.obs_dim, self.sampler.act_dim)
+        self.policy = make_policy(config, self.sampler.obs_dim, self.sampler.act_dim, self.sampler.discrete)
         self.algorithm = ALGORITHMS[config.algorithm](self.policy, self.sampler, config)
         self.iteration = 0  # iterations completed
         self.env_steps = 0

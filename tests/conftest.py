@@ -9,24 +9,33 @@ import metarl  # noqa: F401  (registers the families)
 from metarl.adaptation import compute_advantages
 from metarl.algorithms.maml_trpo import MAMLTRPO, InnerBatch
 from metarl.config import Config
-from metarl.policies import GaussianMLPPolicy
+from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from metarl.sampler import Episodes
 
 
-def random_episodes(T: int, N: int, E: int, obs_dim: int, act_dim: int, seed: int) -> Episodes:
+def random_episodes(
+    T: int, N: int, E: int, obs_dim: int, act_dim: int, seed: int, discrete: bool = False
+) -> Episodes:
+    """Fixed episodes; with ``discrete`` the actions are indices in [0, act_dim)."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(T, N, E, dtype=torch.float64)
     mask[T - 2 :, 0, 0] = 0.0  # one short episode
+    obs = torch.randn(T, N, E, obs_dim, generator=g, dtype=torch.float64)
+    if discrete:
+        actions = torch.randint(0, act_dim, (T, N, E), generator=g)
+    else:
+        actions = torch.randn(T, N, E, act_dim, generator=g, dtype=torch.float64)
     return Episodes(
-        obs=torch.randn(T, N, E, obs_dim, generator=g, dtype=torch.float64),
-        actions=torch.randn(T, N, E, act_dim, generator=g, dtype=torch.float64),
+        obs=obs,
+        actions=actions,
         rewards=torch.randn(T, N, E, generator=g, dtype=torch.float64) * mask,
         mask=mask,
     )
 
 
-def tiny_maml(inner_steps: int = 1, first_order: bool = False):
-    """A MAMLTRPO over a 2-4-2 tanh policy in float64, with fixed inner and valid episodes."""
+def tiny_maml(inner_steps: int = 1, first_order: bool = False, discrete: bool = False):
+    """A MAMLTRPO over a 2-4-2 tanh policy in float64 (Gaussian, or categorical over 3 actions
+    with ``discrete``), with fixed inner and valid episodes."""
     torch.manual_seed(0)
     config = Config(meta_batch_size=3, episodes_per_task=2, horizon=6)
     config.policy.hidden_sizes = [4]
@@ -34,13 +43,17 @@ def tiny_maml(inner_steps: int = 1, first_order: bool = False):
     config.inner.lr = 0.5
     config.inner.steps = inner_steps
     config.inner.first_order = first_order
-    policy = GaussianMLPPolicy(2, 2, [4], "tanh", init_log_std=-0.3).double()
+    if discrete:
+        policy = CategoricalMLPPolicy(2, 3, [4], "tanh").double()
+    else:
+        policy = GaussianMLPPolicy(2, 2, [4], "tanh", init_log_std=-0.3).double()
+    act_dim = 3 if discrete else 2
     algo = MAMLTRPO(policy, sampler=None, config=config)
     batches = []
     for k in range(inner_steps):
-        eps = random_episodes(6, 3, 2, 2, 2, seed=10 + k)
+        eps = random_episodes(6, 3, 2, 2, act_dim, seed=10 + k, discrete=discrete)
         batches.append(InnerBatch(eps, compute_advantages(eps, 0.99, 1.0, True)))
-    valid = random_episodes(6, 3, 2, 2, 2, seed=99)
+    valid = random_episodes(6, 3, 2, 2, act_dim, seed=99, discrete=discrete)
     return algo, batches, valid
 
 

@@ -251,3 +251,18 @@ def test_worked_example_of_a_user_env_trains_from_its_config(tmp_path, capsys, m
     assert main([*args, *[x for kv in tiny for x in ("--set", kv)]]) == 0
     assert "sampler: SyncVectorEnv (6 envs, backend sync)" in capsys.readouterr().err
     assert torch.load(run / "checkpoint.pt", weights_only=False)["iteration"] == 2
+
+
+@pytest.mark.parametrize("config", ["experiments/bandit.yaml", "experiments/tabular_mdp.yaml"])
+def test_discrete_families_train_and_evaluate_with_a_categorical_policy(tmp_path, capsys, config):
+    run = tmp_path / "run"
+    tiny = ["iterations=2", "meta_batch_size=3", "episodes_per_task=4"]
+    args = ["train", config, "--out", str(run), "--no-progress"]
+    assert main([*args, *[x for kv in tiny for x in ("--set", kv)]]) == 0
+    assert "VectorEnv (12 envs, backend vector_entry_point)" in capsys.readouterr().err
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert "logits.0.weight" in state["policy"] and "log_std" not in state["policy"]
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--tasks", "3", "--steps", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["steps"] == [0, 1] and len(result["mean_return"]) == 2

@@ -274,3 +274,44 @@ def test_check_task_env_names_each_protocol_mistake():
 def test_make_env_lists_close_ids_for_a_typo():
     with pytest.raises(metarl.EnvNotFoundError, match="metarl/HalfCheetahVel-v0"):
         metarl.tasks.make_env("metarl/HalfCheetahVell-v0")
+
+
+@pytest.mark.parametrize("env_id", ["metarl/Bandit-v0", "metarl/TabularMDP-v0"])
+def test_discrete_numpy_twin_matches_the_single_env_through_autoresets(env_id):
+    single = gym.make(env_id).unwrapped
+    tasks = single.sample_tasks(4, np.random.default_rng(3))
+    fast = gym.make_vec(env_id, num_envs=4, max_episode_steps=7)
+    ref = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", max_episode_steps=7)
+    assert type(fast).__name__.endswith("VectorEnv") and type(fast).__name__ != "SyncVectorEnv"
+    for env in (fast, ref):
+        set_tasks(env, tasks)
+    obs_f, _ = fast.reset(seed=[5, 6, 7, 8])
+    obs_r, _ = ref.reset(seed=[5, 6, 7, 8])
+    np.testing.assert_array_equal(obs_f, obs_r)
+    rng = np.random.default_rng(0)
+    for t in range(30):  # four autoresets per sub-env
+        actions = rng.integers(0, single.action_space.n, size=4)
+        f, r = fast.step(actions), ref.step(actions)
+        for k in range(4):
+            np.testing.assert_allclose(f[k], r[k], rtol=0, atol=1e-12, err_msg=f"output {k} at step {t}")
+    with pytest.raises(ValueError, match="expected 4 actions in"):
+        fast.step(np.array([0, 1, 2, 99]))
+
+
+def test_discrete_task_distributions():
+    rng = np.random.default_rng(0)
+    bandits = gym.make("metarl/Bandit-v0", num_arms=7).unwrapped.sample_tasks(1000, rng)
+    means = np.array([t.means for t in bandits])
+    assert (
+        means.shape == (1000, 7) and means.min() >= 0 and means.max() <= 1 and abs(means.mean() - 0.5) < 0.02
+    )
+    mdp = gym.make("metarl/TabularMDP-v0").unwrapped
+    tasks = mdp.sample_tasks(200, rng)
+    p = np.array([t.transitions for t in tasks])
+    r = np.array([t.rewards for t in tasks])
+    assert p.shape == (200, 10, 5, 10) and r.shape == (200, 10, 5)
+    np.testing.assert_allclose(p.sum(-1), 1.0)
+    assert abs(p.mean() - 0.1) < 1e-9 and abs(p.var() - 9 / (100 * 11)) < 1e-3  # Dirichlet(1) over 10
+    assert abs(r.mean() - 1) < 0.02 and abs(r.std() - 1) < 0.02
+    with pytest.raises(TypeError, match="BanditTask with 7 means"):
+        gym.make("metarl/Bandit-v0", num_arms=7).unwrapped.set_task(bandits[0].__class__((0.5, 0.5)))

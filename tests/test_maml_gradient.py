@@ -26,9 +26,10 @@ def meta_grad_and_fd(algo, batches, valid, eps=1e-6):
     return analytic, fd
 
 
+@pytest.mark.parametrize("discrete", [False, True], ids=["gaussian", "categorical"])
 @pytest.mark.parametrize("inner_steps", [1, 2])
-def test_second_order_meta_gradient_matches_finite_differences(inner_steps):
-    algo, batches, valid = tiny_maml(inner_steps=inner_steps)
+def test_second_order_meta_gradient_matches_finite_differences(inner_steps, discrete):
+    algo, batches, valid = tiny_maml(inner_steps=inner_steps, discrete=discrete)
     analytic, fd = meta_grad_and_fd(algo, batches, valid)
     assert analytic.abs().max() > 1e-3
     torch.testing.assert_close(analytic, fd, atol=1e-7, rtol=1e-5)
@@ -68,3 +69,26 @@ def test_meta_objective_given_the_sampled_adapted_params_equals_recomputing_them
     b = algo.meta_objective(batches, valid, {k: v.detach() for k, v in old.items()})(True)
     for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-15)
+
+
+def test_categorical_policy_log_prob_kl_and_sampling_match_torch_distributions():
+    from torch.distributions import Categorical, kl_divergence
+
+    from metarl.policies import CategoricalMLPPolicy
+
+    torch.manual_seed(0)
+    policy = CategoricalMLPPolicy(3, 4, [8]).double()
+    other = CategoricalMLPPolicy(3, 4, [8]).double()
+    obs = torch.randn(5, 3, dtype=torch.float64)
+    actions = torch.tensor([0, 3, 1, 2, 3])
+    (log_p,) = policy.dist(policy.params(), obs)
+    (log_q,) = other.dist(other.params(), obs)
+    p, q = Categorical(logits=log_p), Categorical(logits=log_q)
+    torch.testing.assert_close(policy.log_prob((log_p,), actions), p.log_prob(actions))
+    torch.testing.assert_close(policy.kl((log_p,), (log_q,)), kl_divergence(p, q))
+    draws = policy.sample(
+        policy.params(), obs[:1].expand(40000, 3), generator=torch.Generator().manual_seed(1)
+    )
+    assert draws.dtype == torch.int64 and draws.shape == (40000,)
+    freq = torch.bincount(draws, minlength=4).double() / 40000
+    torch.testing.assert_close(freq, log_p[0].exp(), atol=0.01, rtol=0)

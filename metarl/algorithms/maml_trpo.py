@@ -23,7 +23,7 @@ from torch import Tensor
 
 from metarl.adaptation import Advantages, adapt, compute_advantages, masked_task_mean
 from metarl.config import Config
-from metarl.policies import GaussianMLPPolicy, Params, gaussian_kl, gaussian_log_prob
+from metarl.policies import MLPPolicy, Params
 from metarl.sampler import Episodes, Sampler
 from metarl.trpo import trpo_step
 
@@ -43,7 +43,7 @@ class InnerBatch:
 class MAMLTRPO:
     """Second-order MAML with a TRPO outer step (first-order with ``inner.first_order``)."""
 
-    def __init__(self, policy: GaussianMLPPolicy, sampler: Sampler, config: Config) -> None:
+    def __init__(self, policy: MLPPolicy, sampler: Sampler, config: Config) -> None:
         self.policy, self.sampler, self.config = policy, sampler, config
 
     def state_dict(self) -> dict[str, Any]:
@@ -119,16 +119,15 @@ class MAMLTRPO:
         if old is None:
             old = self.adapted(theta, batches, create_graph=False)
         old = {k: v.detach() for k, v in old.items()}
-        old_mean, old_log_std = (x.detach() for x in self.policy.dist(old, valid.obs, task_dim=1))
-        old_logp = gaussian_log_prob(old_mean, old_log_std, valid.actions)
+        old_dist = tuple(x.detach() for x in self.policy.dist(old, valid.obs, task_dim=1))
+        old_logp = self.policy.log_prob(old_dist, valid.actions)
 
         def loss_and_kl(create_graph: bool) -> tuple[Tensor, Tensor]:
             adapted = self.adapted(theta, batches, create_graph=create_graph)
-            mean, log_std = self.policy.dist(adapted, valid.obs, task_dim=1)
-            logp = gaussian_log_prob(mean, log_std, valid.actions)
-            ratio = torch.exp(logp - old_logp)
+            dist = self.policy.dist(adapted, valid.obs, task_dim=1)
+            ratio = torch.exp(self.policy.log_prob(dist, valid.actions) - old_logp)
             loss = -masked_task_mean(ratio * valid_adv, valid.mask).mean()
-            kl = masked_task_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), valid.mask)
+            kl = masked_task_mean(self.policy.kl(old_dist, dist), valid.mask)
             return loss, kl.mean()
 
         return loss_and_kl
@@ -140,17 +139,21 @@ class MAMLTRPO:
         its Hessian costs ``len(idx) / num_tasks`` of the full one, as each task adapts alone."""
         sub_batches = [b.tasks(idx) for b in batches]
         sub_valid = valid.tasks(idx)
-        old_mean, old_log_std = self.policy.dist(
-            {k: v[idx].detach() for k, v in old.items()}, sub_valid.obs, task_dim=1
+        old_dist = tuple(
+            x.detach()
+            for x in self.policy.dist({k: v[idx].detach() for k, v in old.items()}, sub_valid.obs, task_dim=1)
         )
 
         def kl() -> Tensor:
             adapted = self.adapted(self.policy.params(), sub_batches, create_graph=True)
-            mean, log_std = self.policy.dist(adapted, sub_valid.obs, task_dim=1)
-            per_task = gaussian_kl(old_mean.detach(), old_log_std.detach(), mean, log_std)
-            return masked_task_mean(per_task, sub_valid.mask).mean()
+            per_step = self.policy.kl(old_dist, self.policy.dist(adapted, sub_valid.obs, task_dim=1))
+            return masked_task_mean(per_step, sub_valid.mask).mean()
 
         return kl
+
+    def _policy_metrics(self) -> dict[str, float]:
+        log_std = getattr(self.policy, "log_std", None)
+        return {} if log_std is None else {"policy/std": float(log_std.detach().exp().mean())}
 
     def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
         """One meta-iteration; returns the metrics to log."""
@@ -186,7 +189,7 @@ class MAMLTRPO:
             "trpo/accepted": float(result.accepted),
             "baseline/retries": float(sum(b.advantages.baseline_retries for b in batches)),
             "baseline/fallbacks": float(sum(b.advantages.baseline_fallbacks for b in batches)),
-            "policy/std": float(self.policy.log_std.detach().exp().mean()),
+            **self._policy_metrics(),
             "sampler/env_steps": float(sum(b.episodes.num_steps for b in batches) + valid.num_steps),
             "time/sampling_s": timings["sampling"],
             "time/adaptation_s": timings["adaptation"],

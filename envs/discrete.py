@@ -1,0 +1,315 @@
+"""Discrete task families, for a categorical policy: multi-armed bandits and random tabular MDPs
+(the two problems of Duan et al. 2016, "RL²", section 4.1).
+
+* ``Bandit``: ``num_arms`` Bernoulli arms (default 5) whose success probabilities ~ U[0, 1] each
+  form the task. One episode is ``horizon`` pulls (10 by default); the observation is a constant
+  1, so the policy learns a distribution over arms.
+* ``TabularMDP``: ``num_states`` = 10 states and ``num_actions`` = 5 actions. A task draws every
+  transition distribution P(·|s, a) from Dirichlet(1, ..., 1) and every mean reward from N(1, 1);
+  a step pays the mean reward plus N(0, 1) noise. Episodes start in a uniformly drawn state and
+  last 10 steps; the observation is the state, one-hot.
+
+Each has a NumPy twin that steps every sub-env at once. Its only per-sub-env loop draws the
+random numbers, one generator per sub-env seeded as the single env seeds its own, so that both
+produce the same episodes from the same seeds (the tests check it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from metarl_envs.base import check_n
+
+
+@dataclass(frozen=True)
+class BanditTask:
+    """The success probability of every arm."""
+
+    means: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class MDPTask:
+    """``transitions[s][a]`` is P(·|s, a); ``rewards[s][a]`` is the mean reward of (s, a)."""
+
+    transitions: tuple[tuple[tuple[float, ...], ...], ...]
+    rewards: tuple[tuple[float, ...], ...]
+
+
+# --- Bandit -----------------------------------------------------------------------------------
+def _check_arms(num_arms: int) -> int:
+    if isinstance(num_arms, bool) or not isinstance(num_arms, (int, np.integer)) or num_arms < 2:
+        raise ValueError(f"Bandit: num_arms must be an int >= 2, got {num_arms!r}")
+    return int(num_arms)
+
+
+def _bandit_means(task: Any, num_arms: int) -> np.ndarray:
+    if not isinstance(task, BanditTask) or len(task.means) != num_arms:
+        raise TypeError(f"Bandit expects a BanditTask with {num_arms} means, got {task!r}")
+    means = np.asarray(task.means, dtype=np.float64)
+    if not ((means >= 0) & (means <= 1)).all():
+        raise ValueError(f"Bandit: arm probabilities must lie in [0, 1], got {task.means}")
+    return means
+
+
+def _sample_bandits(n: int, num_arms: int, rng: np.random.Generator) -> list[BanditTask]:
+    return [BanditTask(tuple(float(p) for p in row)) for row in rng.uniform(0.0, 1.0, (check_n(n), num_arms))]
+
+
+class BanditEnv(gym.Env):
+    """A Bernoulli bandit: pulling arm ``a`` pays 1 with probability ``means[a]``, else 0."""
+
+    metadata = {"render_modes": []}
+    task_distribution = "arm probabilities ~ U[0, 1]^k (k = 5); reward ~ Bernoulli(p_arm)"
+
+    def __init__(self, num_arms: int = 5, task: BanditTask | None = None) -> None:
+        self.num_arms = _check_arms(num_arms)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(self.num_arms)
+        self.set_task(task or BanditTask(tuple(np.linspace(0.1, 0.9, self.num_arms))))
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[BanditTask]:
+        return _sample_bandits(n, self.num_arms, rng)
+
+    def set_task(self, task: BanditTask) -> None:
+        self._means = _bandit_means(task, self.num_arms)
+        self._task = task
+
+    def get_task(self) -> BanditTask:
+        return self._task
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return np.ones(1, np.float32), {}
+
+    def step(self, action):
+        arm = int(action)
+        reward = float(self.np_random.random() < self._means[arm])
+        return np.ones(1, np.float32), reward, False, False, {"arm": arm}
+
+
+# --- Tabular MDP ------------------------------------------------------------------------------
+def _mdp_arrays(task: Any, num_states: int, num_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        p = np.asarray(task.transitions, dtype=np.float64)
+        r = np.asarray(task.rewards, dtype=np.float64)
+    except (AttributeError, ValueError):
+        raise TypeError(f"TabularMDP expects an MDPTask, got {task!r}") from None
+    if (
+        not isinstance(task, MDPTask)
+        or p.shape != (num_states, num_actions, num_states)
+        or r.shape != p.shape[:2]
+    ):
+        raise TypeError(
+            f"TabularMDP expects an MDPTask with transitions of shape "
+            f"({num_states}, {num_actions}, {num_states}); got {p.shape}"
+        )
+    return p, r
+
+
+def _sample_mdps(n: int, num_states: int, num_actions: int, rng: np.random.Generator) -> list[MDPTask]:
+    tasks = []
+    for _ in range(check_n(n)):
+        p = rng.dirichlet(np.ones(num_states), size=(num_states, num_actions))
+        r = rng.normal(1.0, 1.0, size=(num_states, num_actions))
+        transitions = tuple(tuple(tuple(float(x) for x in pa) for pa in ps) for ps in p)
+        tasks.append(MDPTask(transitions, tuple(tuple(float(x) for x in rs) for rs in r)))
+    return tasks
+
+
+def _next_state(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws: the first state whose cumulative probability exceeds ``u``."""
+    return np.minimum((cumulative <= u[..., None]).sum(-1), cumulative.shape[-1] - 1)
+
+
+class TabularMDPEnv(gym.Env):
+    """A random finite MDP; the task is its transition and reward tables."""
+
+    metadata = {"render_modes": []}
+    task_distribution = "P(.|s,a) ~ Dirichlet(1), mean reward ~ N(1, 1); 10 states, 5 actions"
+
+    def __init__(self, num_states: int = 10, num_actions: int = 5, task: MDPTask | None = None) -> None:
+        if num_states < 2 or num_actions < 2:
+            raise ValueError(f"TabularMDP: need >= 2 states and actions, got {num_states} and {num_actions}")
+        self.num_states, self.num_actions = int(num_states), int(num_actions)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.num_states,), np.float32)
+        self.action_space = gym.spaces.Discrete(self.num_actions)
+        self._state = 0
+        self.set_task(task or _sample_mdps(1, self.num_states, self.num_actions, np.random.default_rng(0))[0])
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[MDPTask]:
+        return _sample_mdps(n, self.num_states, self.num_actions, rng)
+
+    def set_task(self, task: MDPTask) -> None:
+        p, self._rewards = _mdp_arrays(task, self.num_states, self.num_actions)
+        self._cumulative = np.cumsum(p, axis=-1)
+        self._task = task
+
+    def get_task(self) -> MDPTask:
+        return self._task
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(self.num_states, np.float32)
+        obs[self._state] = 1.0
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._state = int(self.np_random.integers(self.num_states))
+        return self._obs(), {}
+
+    def step(self, action):
+        a = int(action)
+        reward = float(self._rewards[self._state, a] + self.np_random.standard_normal())
+        u = np.asarray(self.np_random.random())
+        self._state = int(_next_state(self._cumulative[self._state, a], u))
+        return self._obs(), reward, False, False, {}
+
+
+# --- the NumPy twins --------------------------------------------------------------------------
+class _SeededVectorEnv(VectorEnv):
+    """NumPy vector env with one generator per sub-env and Gymnasium's ``NEXT_STEP`` autoreset."""
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, single: gym.Env, num_envs: int, max_episode_steps: int | None) -> None:
+        self.reference = single
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.single_observation_space = single.observation_space
+        self.single_action_space = single.action_space
+        self.observation_space = batch_space(single.observation_space, num_envs)
+        self.action_space = batch_space(single.action_space, num_envs)
+        self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._tasks: list[Any] = [single.get_task()] * num_envs
+        self.set_tasks(self._tasks)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        return self.reference.sample_tasks(n, rng)
+
+    def set_tasks(self, tasks: list[Any]) -> None:
+        """Give sub-env ``i`` the task ``tasks[i]``."""
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
+        self._set_task_arrays(list(tasks))
+        self._tasks = list(tasks)
+
+    def get_tasks(self) -> list[Any]:
+        return list(self._tasks)
+
+    def _draw(self, ids: np.ndarray, method: str, *args: Any) -> np.ndarray:
+        """One draw of ``Generator.method(*args)`` from each of the sub-envs ``ids``."""
+        return np.array([getattr(self._rngs[i], method)(*args) for i in ids])
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self._rngs[i] = seeding.np_random(s)[0]
+        ids = np.arange(self.num_envs)
+        self._reset_ids(ids)
+        self._elapsed[:] = 0
+        self._autoreset[:] = False
+        return self._observe(), {}
+
+    def step(self, actions):
+        actions = np.asarray(actions, dtype=np.int64)
+        if (
+            actions.shape != (self.num_envs,)
+            or (actions < 0).any()
+            or (actions >= self.single_action_space.n).any()
+        ):
+            raise ValueError(
+                f"step: expected {self.num_envs} actions in [0, {self.single_action_space.n}), got {actions}"
+            )
+        restart = self._autoreset.copy()
+        running = np.flatnonzero(~restart)
+        reward = np.zeros(self.num_envs)
+        reward[running] = self._step_ids(running, actions[running])
+        self._reset_ids(np.flatnonzero(restart))
+        self._elapsed = np.where(restart, 0, self._elapsed + 1)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if self.max_episode_steps is not None:
+            truncated = ~restart & (self._elapsed >= self.max_episode_steps)
+        self._autoreset = terminated | truncated
+        return self._observe(), reward, terminated, truncated, {}
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _reset_ids(self, ids: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _step_ids(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _observe(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class BanditVectorEnv(_SeededVectorEnv):
+    """NumPy twin of :class:`BanditEnv`."""
+
+    def __init__(self, num_envs: int, max_episode_steps: int | None = 10, num_arms: int = 5) -> None:
+        super().__init__(BanditEnv(num_arms), num_envs, max_episode_steps)
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._means = np.stack([_bandit_means(t, self.reference.num_arms) for t in tasks])
+
+    def _reset_ids(self, ids: np.ndarray) -> None:
+        pass
+
+    def _step_ids(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        u = self._draw(ids, "random")
+        return (u < self._means[ids, actions]).astype(np.float64)
+
+    def _observe(self) -> np.ndarray:
+        return np.ones((self.num_envs, 1), np.float32)
+
+
+class TabularMDPVectorEnv(_SeededVectorEnv):
+    """NumPy twin of :class:`TabularMDPEnv`."""
+
+    def __init__(
+        self, num_envs: int, max_episode_steps: int | None = 10, num_states: int = 10, num_actions: int = 5
+    ) -> None:
+        self._state = np.zeros(num_envs, dtype=np.int64)
+        super().__init__(TabularMDPEnv(num_states, num_actions), num_envs, max_episode_steps)
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        ref = self.reference
+        arrays = [_mdp_arrays(t, ref.num_states, ref.num_actions) for t in tasks]
+        self._cumulative = np.cumsum(np.stack([p for p, _ in arrays]), axis=-1)
+        self._rewards = np.stack([r for _, r in arrays])
+
+    def _reset_ids(self, ids: np.ndarray) -> None:
+        if ids.size:
+            self._state[ids] = self._draw(ids, "integers", self.reference.num_states)
+
+    def _step_ids(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        states = self._state[ids]
+        reward = self._rewards[ids, states, actions] + self._draw(ids, "standard_normal")
+        u = self._draw(ids, "random")
+        self._state[ids] = _next_state(self._cumulative[ids, states, actions], u)
+        return reward
+
+    def _observe(self) -> np.ndarray:
+        obs = np.zeros((self.num_envs, self.reference.num_states), np.float32)
+        obs[np.arange(self.num_envs), self._state] = 1.0
+        return obs
