@@ -26,6 +26,7 @@ class Advantages:
     values: Tensor
     baseline_retries: int = 0
     baseline_fallbacks: int = 0
+    nonfinite: int = 0  # NaN/inf advantages (from NaN/inf rewards, say) replaced by 0
 
 
 def compute_advantages(
@@ -37,8 +38,9 @@ def compute_advantages(
     adv = gae(episodes.rewards, fit.values, episodes.mask, gamma, gae_lambda)
     if normalize:
         adv = masked_normalize(adv, episodes.mask, dims=(0, 2))
+    nonfinite = int((~torch.isfinite(adv) & (episodes.mask > 0)).sum())
     adv = torch.nan_to_num(adv, nan=0.0, posinf=0.0, neginf=0.0)
-    return Advantages(adv.detach(), fit.retries, fit.fallbacks)
+    return Advantages(adv.detach(), fit.retries, fit.fallbacks, nonfinite)
 
 
 def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:

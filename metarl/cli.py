@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from metarl.errors import MetarlError
+from metarl.errors import MetarlError, TrainingStopped
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 3  # training stopped itself (e.g. repeated failed meta-steps)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -222,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except TrainingStopped as exc:
+        print(f"metarl: stopped: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
     except MetarlError as exc:
         print(f"metarl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

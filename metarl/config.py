@@ -69,6 +69,13 @@ class SamplerConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """What a run directory keeps besides ``checkpoint.pt`` (the latest) and ``best.pt``."""
+
+    keep_last: int = 3  # checkpoint-<iteration>.pt files of the last iterations; 0 keeps none
+
+
+@dataclass
 class Config:
     """A whole experiment. Field docs are in the README's config table."""
 
@@ -87,7 +94,10 @@ class Config:
     inner: InnerConfig = field(default_factory=InnerConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # Stop (keeping every checkpoint) after this many iterations in a row without an accepted step.
+    max_failed_iterations: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,6 +128,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trpo.curvature_tasks": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "sampler.backend": (lambda v: v in SAMPLER_BACKENDS, f"one of {', '.join(SAMPLER_BACKENDS)}"),
     "sampler.num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = the usable cores)"),
+    "checkpoint.keep_last": (lambda v: v >= 0, "an integer >= 0"),
+    "max_failed_iterations": (lambda v: v >= 1, "an integer >= 1"),
 }
 
 

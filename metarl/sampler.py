@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.errors import EnvNotFoundError
+from metarl.errors import EnvFaultError, EnvNotFoundError, SamplerError
 from metarl.policies import MLPPolicy, Params
 from metarl.tasks import set_tasks, task_api, unknown_env_message
 
@@ -72,6 +72,29 @@ def _import_user_module(module: str) -> None:
         importlib.import_module(module)
 
 
+class TaskFaultWrapper(gym.Wrapper):
+    """Re-raises an exception from the env's ``reset``/``step`` with the task in force named."""
+
+    def _fault(self, where: str, exc: Exception) -> EnvFaultError:
+        try:
+            task = repr(self.env.unwrapped.get_task())
+        except Exception:
+            task = "unknown"
+        return EnvFaultError(f"{type(exc).__name__} in {where}: {exc} (task {task})")
+
+    def reset(self, **kwargs: Any):
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as exc:
+            raise self._fault("reset", exc) from exc
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as exc:
+            raise self._fault("step", exc) from exc
+
+
 def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
     if ":" in env_id:
@@ -115,6 +138,7 @@ def make_vector_env(
     else:
         # Sub-envs are checked once by check_task_env; skip the per-step passive checker.
         kwargs["disable_env_checker"] = True
+        kwargs["wrappers"] = [TaskFaultWrapper]
     env = gym.make_vec(
         spec.id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=horizon, **kwargs
     )
@@ -219,16 +243,22 @@ class Sampler:
         task_dim = 0 if per_task_params else None
 
         seeds = rng.integers(0, 2**31 - 1, size=N * E)
-        obs, _ = self.env.reset(seed=[int(s) for s in seeds])
+        try:
+            obs, _ = self.env.reset(seed=[int(s) for s in seeds])
+        except Exception as exc:
+            raise self._fault("reset", exc) from exc
         alive = np.ones(N * E, dtype=bool)
         steps = 0
         with policy_threads(self.env):
             for t in range(T):
                 o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
                 actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
-                obs, reward, terminated, truncated, _ = self.env.step(
-                    self.env_actions(actions.reshape(N * E, *policy.action_shape).numpy())
-                )
+                try:
+                    obs, reward, terminated, truncated, _ = self.env.step(
+                        self.env_actions(actions.reshape(N * E, *policy.action_shape).numpy())
+                    )
+                except Exception as exc:
+                    raise self._fault(f"step {t}", exc) from exc
                 obs_buf[t], act_buf[t] = o, actions
                 alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)
                 rew_buf[t] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).view(N, E) * alive_t
@@ -239,5 +269,25 @@ class Sampler:
                     break
         return Episodes(obs_buf[:steps], act_buf[:steps], rew_buf[:steps], mask_buf[:steps])
 
+    def _fault(self, where: str, exc: Exception) -> SamplerError:
+        """A one-line error for a failure inside the vector env, naming env id and task(s)."""
+        if isinstance(exc, (EOFError, BrokenPipeError, ConnectionError)):
+            what = f"a vector-env worker process died during {where} ({type(exc).__name__})"
+        elif isinstance(exc, EnvFaultError):
+            what = f"the env failed during {where}: {exc}"
+        else:
+            what = f"the env failed during {where}: {type(exc).__name__}: {exc}"
+        ids = getattr(exc, "ids", None)  # mujoco.batch names the failed simulations
+        tasks = self._tasks or []
+        if ids is not None and tasks:
+            named = sorted({repr(tasks[int(i) // self.episodes_per_task]) for i in ids})
+            what += f" (task {', '.join(named[:3])})"
+        elif "(task " not in what and tasks:
+            what += f" (tasks of this batch: {', '.join(repr(t) for t in tasks[:2])}, ...)"
+        return SamplerError(f"{self.env_id}: {what}")
+
     def close(self) -> None:
-        self.env.close()
+        try:
+            self.env.close()
+        except Exception as exc:  # a dead worker must not hide the error that killed it
+            log.warning("closing the vector env failed: %s", exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from metarl.algorithms import ALGORITHMS
 from metarl.config import Config, config_from_dict
-from metarl.errors import MetarlError
+from metarl.errors import MetarlError, TrainingStopped
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.sampler import Sampler
 
@@ -87,6 +88,7 @@ class Trainer:
         self.iteration = 0  # iterations completed
         self.env_steps = 0
         self.best_return = -float("inf")
+        self.failed_in_a_row = 0  # iterations since the last accepted meta-step
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -94,6 +96,7 @@ class Trainer:
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "best_return": self.best_return,
+            "failed_in_a_row": self.failed_in_a_row,
             "config": self.config.to_dict(),
             "policy": self.policy.state_dict(),
             "algorithm": self.algorithm.state_dict(),
@@ -108,6 +111,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.env_steps = state["env_steps"]
         self.best_return = state["best_return"]
+        self.failed_in_a_row = state.get("failed_in_a_row", 0)
         self.policy.load_state_dict(state["policy"])
         self.algorithm.load_state_dict(state["algorithm"])
         self.rng.bit_generator.state = state["rng"]["numpy"]
@@ -122,6 +126,38 @@ class Trainer:
         trainer = cls(config_from_dict(state["config"]), out_dir, progress)
         trainer.load_state_dict(state)
         return trainer
+
+    def _guard(self, metrics: dict[str, float]) -> None:
+        """Count and report rejected meta-steps and non-finite values the learner caught."""
+        if metrics.get("trpo/accepted", 1.0) < 1.0:
+            self.failed_in_a_row += 1
+            log.warning(
+                "iteration %d: meta-step rejected (%s); parameters kept, %d in a row",
+                self.iteration,
+                self.algorithm.last_failure,
+                self.failed_in_a_row,
+            )
+        else:
+            self.failed_in_a_row = 0
+        metrics["guard/failed_in_a_row"] = float(self.failed_in_a_row)
+        for key in ("guard/nonfinite_advantages", "baseline/fallbacks"):
+            if metrics.get(key, 0.0) > 0:
+                log.warning("iteration %d: %s = %d", self.iteration, key, int(metrics[key]))
+
+    def _keep_history(self) -> None:
+        """Keep ``checkpoint-<iteration>.pt`` for the last ``checkpoint.keep_last`` iterations."""
+        keep = self.config.checkpoint.keep_last
+        if keep <= 0:
+            return
+        latest = self.out_dir / CHECKPOINT
+        numbered = self.out_dir / f"checkpoint-{self.iteration:06d}.pt"
+        numbered.unlink(missing_ok=True)
+        try:
+            os.link(latest, numbered)  # the same bytes; the next atomic save replaces only the name
+        except OSError:
+            shutil.copyfile(latest, numbered)
+        for old in sorted(self.out_dir.glob("checkpoint-*.pt"))[:-keep]:
+            old.unlink(missing_ok=True)
 
     # --- the loop ----------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
@@ -153,6 +189,7 @@ class Trainer:
                 )
                 metrics["sampler/total_env_steps"] = float(self.env_steps)
                 metrics["time/iteration_s"] = elapsed
+                self._guard(metrics)
                 for key, value in metrics.items():
                     writer.add_scalar(key, value, self.iteration)
                 writer.flush()
@@ -163,6 +200,13 @@ class Trainer:
                 atomic_save(state, self.out_dir / CHECKPOINT)
                 if improved:
                     atomic_save(state, self.out_dir / BEST)
+                self._keep_history()
+                if self.failed_in_a_row >= self.config.max_failed_iterations:
+                    raise TrainingStopped(
+                        f"stopped after {self.failed_in_a_row} iterations in a row without an accepted "
+                        f"meta-step (last: {self.algorithm.last_failure}); the checkpoints in "
+                        f"{str(self.out_dir)!r} hold the last good parameters"
+                    )
                 bar.set_postfix(
                     pre=f"{metrics['return/pre_adaptation']:.1f}",
                     post=f"{metrics['return/post_adaptation']:.1f}",

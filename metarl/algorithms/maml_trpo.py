@@ -45,6 +45,8 @@ class MAMLTRPO:
 
     def __init__(self, policy: MLPPolicy, sampler: Sampler, config: Config) -> None:
         self.policy, self.sampler, self.config = policy, sampler, config
+        self.last_failure = ""  # why the last rejected meta-step was rejected
+        self._valid_nonfinite = 0
 
     def state_dict(self) -> dict[str, Any]:
         """TRPO keeps no optimizer state between iterations."""
@@ -114,7 +116,9 @@ class MAMLTRPO:
         """``loss_and_kl(create_graph)`` for TRPO: the post-adaptation surrogate and mean KL,
         both relative to ``old``, the post-adaptation parameters of the current θ (computed
         here unless the caller already has them)."""
-        valid_adv = self._advantages(valid).values
+        valid_advantages = self._advantages(valid)
+        self._valid_nonfinite = valid_advantages.nonfinite
+        valid_adv = valid_advantages.values
         theta = self.policy.params()
         if old is None:
             old = self.adapted(theta, batches, create_graph=False)
@@ -178,6 +182,8 @@ class MAMLTRPO:
             curvature_kl=curvature,
         )
         meta_time = time.perf_counter() - t0
+        if not result.accepted:
+            self.last_failure = result.reason
 
         metrics = {
             "return/pre_adaptation": float(batches[0].episodes.returns_per_task().mean()),
@@ -189,6 +195,9 @@ class MAMLTRPO:
             "trpo/accepted": float(result.accepted),
             "baseline/retries": float(sum(b.advantages.baseline_retries for b in batches)),
             "baseline/fallbacks": float(sum(b.advantages.baseline_fallbacks for b in batches)),
+            "guard/nonfinite_advantages": float(
+                sum(b.advantages.nonfinite for b in batches) + self._valid_nonfinite
+            ),
             **self._policy_metrics(),
             "sampler/env_steps": float(sum(b.episodes.num_steps for b in batches) + valid.num_steps),
             "time/sampling_s": timings["sampling"],

@@ -1,0 +1,140 @@
+"""Runs survive kills and bad envs: checkpoint history, exact resume after SIGKILL, guarded
+numerics that stop a run cleanly, and sampler faults that name the env and task."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from metarl.cli import main
+from metarl.errors import SamplerError
+from metarl.sampler import Sampler
+
+ROOT = Path(__file__).parents[1]
+FAULTY = "tests.faulty_envs:faulty/Point-v0"
+TINY = {
+    "env": "metarl/Navigation2D-v0",
+    "iterations": 5,
+    "meta_batch_size": 3,
+    "episodes_per_task": 2,
+    "horizon": 12,
+    "policy": {"hidden_sizes": [8]},
+}
+
+
+def write(tmp_path, **overrides):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **overrides}))
+    return path
+
+
+def test_last_n_checkpoints_are_kept_beside_latest_and_best(tmp_path):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                str(write(tmp_path)),
+                "--out",
+                str(run),
+                "--no-progress",
+                "--set",
+                "checkpoint.keep_last=2",
+            ]
+        )
+        == 0
+    )
+    kept = sorted(p.name for p in run.glob("checkpoint-*.pt"))
+    assert kept == ["checkpoint-000004.pt", "checkpoint-000005.pt"]
+    for name, iteration in [("checkpoint-000004.pt", 4), ("checkpoint-000005.pt", 5), ("checkpoint.pt", 5)]:
+        assert torch.load(run / name, weights_only=False)["iteration"] == iteration
+    assert (run / "best.pt").exists()
+
+
+def test_nan_rewards_are_caught_and_repeated_failed_steps_stop_the_run_cleanly(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = write(tmp_path, env=FAULTY, env_kwargs={"fault": "nan"}, horizon=10, max_failed_iterations=2)
+    assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "stopped after 2 iterations in a row without an accepted meta-step" in err
+    assert "non-finite or flat step" in err and "Traceback" not in err
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["iteration"] == 2 and state["failed_in_a_row"] == 2
+    for tensor in state["policy"].values():
+        assert torch.isfinite(tensor).all()  # nothing poisoned
+
+
+def test_an_env_raising_in_step_names_env_and_task_and_keeps_the_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    # 10 steps per episode, 2 samples per iteration: each sub-env raises in iteration 2.
+    config = write(tmp_path, env=FAULTY, env_kwargs={"fault": "raise", "after": 25}, horizon=10)
+    assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "Traceback" not in err[-1]  # "run directory: ..." then the error
+    assert err[-1].startswith(f"metarl: error: {FAULTY}: the env failed during step ")
+    assert "FloatingPointError in step: simulated blow-up (task " in err[-1]
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["iteration"] == 1
+
+
+def test_a_dead_async_worker_is_reported_with_the_env_id(tmp_path):
+    sampler = Sampler(FAULTY, num_tasks=2, episodes_per_task=1, horizon=5, backend="async")
+    tasks = sampler.sample_tasks(2, np.random.default_rng(0))
+    sampler.set_tasks(tasks)
+    from metarl.policies import GaussianMLPPolicy
+
+    policy = GaussianMLPPolicy(1, 1, [4])
+    sampler.env.unwrapped.processes[1].kill()
+    sampler.env.unwrapped.processes[1].join()
+    with pytest.raises(SamplerError, match=r"faulty/Point-v0: a vector-env worker process died"):
+        sampler.sample(policy, policy.params(), np.random.default_rng(0), torch.Generator())
+    sampler.close()
+
+
+def _params(path):
+    return torch.load(path, weights_only=False)["policy"]
+
+
+def test_sigkill_mid_iteration_then_resume_matches_an_uninterrupted_run(tmp_path):
+    # Big enough that an iteration takes a while, so the kill lands inside one.
+    config = write(
+        tmp_path, iterations=6, meta_batch_size=10, episodes_per_task=10, horizon=100, num_threads=1
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "metarl", "train", str(config), "--no-progress"]
+    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(run)], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "checkpoint.pt").exists() and torch.load(run / "checkpoint.pt", weights_only=False)[
+            "iteration"
+        ] >= 2:
+            break
+        time.sleep(0.02)
+    time.sleep(0.1)  # into the next iteration
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=False)["iteration"]
+    assert 2 <= killed_at < 6
+
+    subprocess.run(
+        [*cmd[:-2], "--resume", str(run), "--no-progress"], check=True, env=env, capture_output=True
+    )
+    full, resumed = _params(tmp_path / "full" / "checkpoint.pt"), _params(run / "checkpoint.pt")
+    for name in full:
+        assert torch.equal(full[name], resumed[name]), name
+    # TensorBoard holds one point per iteration, none duplicated by the repeated iteration
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("return/post_adaptation")]
+    assert steps == [1, 2, 3, 4, 5, 6]
