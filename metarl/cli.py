@@ -21,6 +21,7 @@ EXIT_STOPPED = 3  # training stopped itself (e.g. repeated failed meta-steps)
 def _train(args: argparse.Namespace) -> int:
     from metarl.config import load_config
     from metarl.sampler import resolve_env_id
+    from metarl.tasks import check_task_env, make_env
     from metarl.trainer import CHECKPOINT, Trainer
 
     if args.resume:
@@ -34,7 +35,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.seed is not None:
             overrides.append(f"seed={args.seed}")
         config = load_config(args.config, overrides)
-        resolve_env_id(config.env)
+        spec = resolve_env_id(config.env)
+        if not spec.id.startswith("metarl/"):  # a user's env: check the task protocol first
+            check_task_env(make_env(config.env, **config.env_kwargs))
         out = (
             Path(args.out)
             if args.out
@@ -74,8 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         episodes_per_task=args.episodes,
         lr=args.lr,
         later_lr=args.later_lr,
+        env_id=args.env,
     )
-    print(f"{config.env}: {args.tasks} held-out tasks (seed {args.seed})")
+    print(f"{result['env_id']}: {args.tasks} held-out tasks (seed {args.seed})")
     print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
     for k, mean, err in zip(result["steps"], result["mean_return"], result["stderr"], strict=True):
         print(f"{k:>5}  {mean:>12.2f}  {err:>8.2f}")
@@ -184,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
     ev.add_argument("--steps", type=int, default=3, help="adaptation steps (default 3)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks")
+    ev.add_argument("--env", help="evaluate on this env id instead of the run's (same spaces)")
     ev.add_argument("--lr", type=float, help="first adaptation step size (default: the config's)")
     ev.add_argument("--later-lr", type=float, help="later steps' size (default: half of --lr)")
     ev.add_argument("--episodes", type=int, help="episodes per task per step (default: the config's)")

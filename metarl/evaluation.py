@@ -36,6 +36,11 @@ def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPol
     return config, policy
 
 
+def _spaces(obs_dim: int, act_dim: int, discrete: bool) -> str:
+    kind = f"{act_dim} discrete actions" if discrete else f"{act_dim}-dim actions"
+    return f"{obs_dim}-dim observations, {kind}"
+
+
 def adapt_and_evaluate(
     policy: MLPPolicy,
     config: Config,
@@ -45,8 +50,12 @@ def adapt_and_evaluate(
     episodes_per_task: int | None = None,
     lr: float | None = None,
     later_lr: float | None = None,
+    env_id: str | None = None,
 ) -> dict[str, Any]:
     """Adapt ``policy`` to ``num_tasks`` held-out tasks and record the return after each step.
+
+    ``env_id`` (default: the config's env) evaluates on another family with the same
+    observation and action spaces, e.g. a policy trained on one task distribution on another.
 
     Tasks come from a stream independent of training's for the same seed. Each step samples
     ``episodes_per_task`` fresh episodes with the current parameters, records their mean
@@ -64,8 +73,9 @@ def adapt_and_evaluate(
         raise MetarlError(f"adaptation step sizes must be > 0, got {lr} and {later_lr}")
     rng = np.random.default_rng([seed, EVAL_STREAM])
     generator = torch.Generator().manual_seed(seed)
+    env_id = env_id or config.env
     sampler = Sampler(
-        config.env,
+        env_id,
         num_tasks,
         episodes_per_task,
         config.horizon,
@@ -75,6 +85,13 @@ def adapt_and_evaluate(
         rescale_actions=config.policy.rescale_actions,
     )
     try:
+        shape = (sampler.obs_dim, sampler.act_dim, sampler.discrete)
+        trained = (policy.obs_dim, policy.act_dim, policy.action_dtype == torch.int64)
+        if shape != trained:
+            raise MetarlError(
+                f"the policy was trained on {config.env} ({_spaces(*trained)}) and cannot run on "
+                f"{env_id} ({_spaces(*shape)}); evaluate it on an env with the same spaces"
+            )
         tasks = sampler.sample_tasks(num_tasks, rng)
         sampler.set_tasks(tasks)
         params: Params = {k: v.detach() for k, v in policy.params().items()}
@@ -96,7 +113,8 @@ def adapt_and_evaluate(
 
     per_step = np.asarray(returns)
     return {
-        "env_id": config.env,
+        "env_id": env_id,
+        "trained_on": config.env,
         "num_tasks": num_tasks,
         "steps": list(range(steps + 1)),
         "mean_return": per_step.mean(axis=1).tolist(),

@@ -5,8 +5,8 @@ import numpy as np
 
 
 class FaultyPoint(gym.Env):
-    """A 1D point to a goal; ``fault="nan"`` pays NaN rewards, ``fault="raise"`` raises in the
-    step after ``after`` steps of this instance, ``fault=None`` behaves."""
+    """A 1D point to a goal that behaves for its first ``after`` steps; then ``fault="nan"``
+    pays NaN rewards and ``fault="raise"`` raises in ``step``."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
     action_space = gym.spaces.Box(-0.2, 0.2, (1,), np.float32)
@@ -34,9 +34,20 @@ class FaultyPoint(gym.Env):
         if self.fault == "raise" and self.count > self.after:
             raise FloatingPointError("simulated blow-up")
         self.x += float(np.clip(action[0], -0.2, 0.2))
-        reward = float("nan") if self.fault == "nan" else -abs(self.x - self.goal)
+        broken = self.fault == "nan" and self.count > self.after
+        reward = float("nan") if broken else -abs(self.x - self.goal)
         return np.array([self.x], np.float32), reward, False, False, {}
 
 
 if "faulty/Point-v0" not in gym.registry:
     gym.register("faulty/Point-v0", entry_point=FaultyPoint, max_episode_steps=10)
+
+
+class NoGetTask(FaultyPoint):
+    """Forgets get_task."""
+
+    get_task = None
+
+
+if "faulty/NoGetTask-v0" not in gym.registry:
+    gym.register("faulty/NoGetTask-v0", entry_point=NoGetTask, max_episode_steps=10)

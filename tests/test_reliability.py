@@ -60,13 +60,19 @@ def test_last_n_checkpoints_are_kept_beside_latest_and_best(tmp_path):
 
 def test_nan_rewards_are_caught_and_repeated_failed_steps_stop_the_run_cleanly(tmp_path, capsys):
     run = tmp_path / "run"
-    config = write(tmp_path, env=FAULTY, env_kwargs={"fault": "nan"}, horizon=10, max_failed_iterations=2)
+    # NaN rewards from iteration 2 on (10 steps per episode, 2 samples per iteration)
+    config = write(
+        tmp_path, env=FAULTY, env_kwargs={"fault": "nan", "after": 20}, horizon=10, max_failed_iterations=2
+    )
     assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 3
     err = capsys.readouterr().err
     assert "stopped after 2 iterations in a row without an accepted meta-step" in err
     assert "non-finite or flat step" in err and "Traceback" not in err
     state = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert state["iteration"] == 2 and state["failed_in_a_row"] == 2
+    assert state["iteration"] == 3 and state["failed_in_a_row"] == 2
+    good = torch.load(run / "checkpoint-000001.pt", weights_only=False)["policy"]
+    for name, tensor in good.items():
+        assert torch.equal(tensor, state["policy"][name])  # the rejected steps changed nothing
     for tensor in state["policy"].values():
         assert torch.isfinite(tensor).all()  # nothing poisoned
 
@@ -81,6 +87,17 @@ def test_an_env_raising_in_step_names_env_and_task_and_keeps_the_checkpoint(tmp_
     assert err[-1].startswith(f"metarl: error: {FAULTY}: the env failed during step ")
     assert "FloatingPointError in step: simulated blow-up (task " in err[-1]
     assert torch.load(run / "checkpoint.pt", weights_only=False)["iteration"] == 1
+
+
+def test_a_user_env_that_breaks_the_protocol_is_refused_before_training(tmp_path, capsys):
+    config = write(tmp_path, env="tests.faulty_envs:faulty/NoGetTask-v0", horizon=10)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "metarl: error: NoGetTask: missing method get_task(). "
+        "Fix: define sample_tasks(n, rng), set_task(task) and get_task() on the env class"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_dead_async_worker_is_reported_with_the_env_id(tmp_path):
@@ -138,3 +155,45 @@ def test_sigkill_mid_iteration_then_resume_matches_an_uninterrupted_run(tmp_path
     events.Reload()
     steps = [e.step for e in events.Scalars("return/post_adaptation")]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_evaluate_on_another_env_needs_the_same_spaces(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(write(tmp_path, iterations=1)), "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert (
+        main(["evaluate", str(run), "--env", "metarl/HalfCheetahVel-v0", "--tasks", "2", "--steps", "0"]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "metarl: error: the policy was trained on metarl/Navigation2D-v0 (2-dim observations, "
+        "2-dim actions) and cannot run on metarl/HalfCheetahVel-v0 (17-dim observations, 6-dim "
+        "actions); evaluate it on an env with the same spaces"
+    )
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(run), "--env", FAULTY, "--tasks", "2", "--steps", "1", "--json", str(out)]
+    assert main(args) == 2  # 1-dim spaces: refused too
+    assert (run / "checkpoint.pt").exists() and not out.exists()
+
+
+def test_two_runs_with_the_same_seed_log_identical_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = []
+    for name in ("a", "b"):
+        assert (
+            main(
+                ["train", str(write(tmp_path, iterations=3)), "--out", str(tmp_path / name), "--no-progress"]
+            )
+            == 0
+        )
+        events = EventAccumulator(str(tmp_path / name))
+        events.Reload()
+        logs.append(
+            {
+                tag: [e.value for e in events.Scalars(tag)]
+                for tag in events.Tags()["scalars"]
+                if not tag.startswith(("time/", "sampler/env_steps_per_s"))
+            }
+        )
+    assert logs[0] == logs[1] and len(logs[0]) > 10
