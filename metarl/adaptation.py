@@ -54,16 +54,33 @@ def log_probs(policy: MLPPolicy, params: Params, episodes: Episodes, per_task: b
     return policy.log_prob(dist, episodes.actions)
 
 
+ESTIMATORS = ("vpg", "lvc")
+
+
 def vpg_loss(
     policy: MLPPolicy,
     params: Params,
     episodes: Episodes,
     advantages: Tensor,
     per_task: bool,
+    estimator: str = "vpg",
 ) -> Tensor:
-    """Per-task vanilla policy-gradient loss −E[log π(a|s) A]: [N]."""
+    """Per-task inner policy-gradient loss: [N].
+
+    ``vpg``: −E[log π(a|s) A], the score-function surrogate of MAML.
+    ``lvc``: −E[π(a|s) / ⊥π(a|s) A], ProMP's low-variance curvature surrogate (Rothfuss et al.
+    2019): the same gradient at θ, but its Hessian, E[(∇²log π + ∇log π ∇log πᵀ) A], carries the
+    term the score-function surrogate drops, so the meta-gradient through the inner step has
+    lower variance.
+    """
     logp = log_probs(policy, params, episodes, per_task)
-    return -masked_task_mean(logp * advantages, episodes.mask)
+    if estimator == "lvc":
+        weights = torch.exp(logp - logp.detach())
+    elif estimator == "vpg":
+        weights = logp
+    else:
+        raise ValueError(f"unknown inner estimator {estimator!r}; expected one of {ESTIMATORS}")
+    return -masked_task_mean(weights * advantages, episodes.mask)
 
 
 def _per_task(params: Params, num_tasks: int, per_task: bool) -> Params:
@@ -83,15 +100,17 @@ def adapt(
     lr: float,
     first_order: bool,
     per_task: bool = False,
+    estimator: str = "vpg",
 ) -> Params:
     """One PG step per task: θ'_i = θ_i − lr · ∇_θ L_i(θ_i). Returns per-task parameters.
 
     ``per_task`` says whether ``params`` already has a leading task dimension (from an earlier
     step). With ``first_order`` the inner gradient is treated as a constant, as in FOMAML.
+    ``estimator`` picks the inner surrogate (see :func:`vpg_loss`).
     """
     num_tasks = episodes.obs.shape[1]
     create_graph = not first_order and any(p.requires_grad for p in params.values())
     params = _per_task(params, num_tasks, per_task)
-    loss = vpg_loss(policy, params, episodes, advantages, per_task=True).sum()
+    loss = vpg_loss(policy, params, episodes, advantages, per_task=True, estimator=estimator).sum()
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
     return {k: p - lr * g for (k, p), g in zip(params.items(), grads, strict=True)}

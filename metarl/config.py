@@ -21,7 +21,9 @@ import yaml
 
 from metarl.errors import ConfigError
 
-ALGORITHMS = ("maml_trpo",)
+ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp")
+ESTIMATORS = ("vpg", "lvc")
+OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
 SAMPLER_BACKENDS = ("auto", "sync", "async")
 
@@ -44,6 +46,7 @@ class InnerConfig:
     lr: float = 0.1
     steps: int = 1
     first_order: bool = False
+    estimator: str = "vpg"  # inner surrogate: vpg (MAML) or lvc (ProMP's low-variance curvature)
 
 
 @dataclass
@@ -66,6 +69,36 @@ class SamplerConfig:
 
     backend: str = "auto"
     num_threads: int = 0  # threads of a batched engine; 0 = the usable cores
+
+
+@dataclass
+class OuterConfig:
+    """The outer step of the first-order learners (``fomaml``, ``reptile``, ``promp``).
+
+    ``optimizer`` picks TRPO or Adam for ``fomaml``; ``lr`` is Adam's step size (``fomaml``
+    with Adam, ``promp``); ``steps`` is the number of Adam steps per iteration.
+    """
+
+    optimizer: str = "trpo"
+    lr: float = 1e-3
+    steps: int = 1
+
+
+@dataclass
+class ProMPConfig:
+    """ProMP's outer objective (Rothfuss et al. 2019): a PPO-clip surrogate on the
+    post-adaptation episodes plus an adaptive penalty on each task's inner KL."""
+
+    clip_eps: float = 0.3
+    target_inner_kl: float = 0.01
+    init_inner_kl_coef: float = 5e-4
+
+
+@dataclass
+class ReptileConfig:
+    """Reptile's outer step: θ ← θ + ε · mean_i(W_i − θ)."""
+
+    epsilon: float = 0.1
 
 
 @dataclass
@@ -94,6 +127,9 @@ class Config:
     inner: InnerConfig = field(default_factory=InnerConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
+    promp: ProMPConfig = field(default_factory=ProMPConfig)
+    reptile: ReptileConfig = field(default_factory=ReptileConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     # Stop (keeping every checkpoint) after this many iterations in a row without an accepted step.
@@ -120,6 +156,14 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "policy.activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
     "inner.lr": (lambda v: v > 0, "a number > 0"),
     "inner.steps": (lambda v: v >= 1, "an integer >= 1"),
+    "inner.estimator": (lambda v: v in ESTIMATORS, f"one of {', '.join(ESTIMATORS)}"),
+    "outer.optimizer": (lambda v: v in OUTER_OPTIMIZERS, f"one of {', '.join(OUTER_OPTIMIZERS)}"),
+    "outer.lr": (lambda v: v > 0, "a number > 0"),
+    "outer.steps": (lambda v: v >= 1, "an integer >= 1"),
+    "promp.clip_eps": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "reptile.epsilon": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "promp.target_inner_kl": (lambda v: v > 0, "a number > 0"),
+    "promp.init_inner_kl_coef": (lambda v: v >= 0, "a number >= 0"),
     "trpo.max_kl": (lambda v: v > 0, "a number > 0"),
     "trpo.cg_iters": (lambda v: v >= 1, "an integer >= 1"),
     "trpo.cg_damping": (lambda v: v >= 0, "a number >= 0"),

@@ -129,7 +129,7 @@ class Trainer:
 
     def _guard(self, metrics: dict[str, float]) -> None:
         """Count and report rejected meta-steps and non-finite values the learner caught."""
-        if metrics.get("trpo/accepted", 1.0) < 1.0:
+        if metrics.get("meta/accepted", 1.0) < 1.0:
             self.failed_in_a_row += 1
             log.warning(
                 "iteration %d: meta-step rejected (%s); parameters kept, %d in a row",
@@ -210,7 +210,7 @@ class Trainer:
                 bar.set_postfix(
                     pre=f"{metrics['return/pre_adaptation']:.1f}",
                     post=f"{metrics['return/post_adaptation']:.1f}",
-                    kl=f"{metrics['trpo/kl']:.4f}",
+                    kl=f"{metrics.get('trpo/kl', metrics.get('meta/kl', 0.0)):.4f}",
                     sps=f"{metrics['sampler/env_steps_per_s']:.0f}",
                 )
                 log.info(
@@ -218,7 +218,7 @@ class Trainer:
                     self.iteration,
                     metrics["return/pre_adaptation"],
                     metrics["return/post_adaptation"],
-                    metrics["trpo/kl"],
+                    metrics.get("trpo/kl", metrics.get("meta/kl", 0.0)),
                     elapsed,
                 )
         finally:

@@ -14,101 +14,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.adaptation import Advantages, adapt, compute_advantages, masked_task_mean
-from metarl.config import Config
-from metarl.policies import MLPPolicy, Params
-from metarl.sampler import Episodes, Sampler
+from metarl.adaptation import masked_task_mean
+from metarl.algorithms.base import InnerBatch, MetaLearner
+from metarl.policies import Params
+from metarl.sampler import Episodes
 from metarl.trpo import trpo_step
 
-
-@dataclass
-class InnerBatch:
-    """Episodes of one inner step and their advantages."""
-
-    episodes: Episodes
-    advantages: Advantages
-
-    def tasks(self, idx: Tensor) -> InnerBatch:
-        """The same batch restricted to the tasks ``idx``."""
-        return InnerBatch(self.episodes.tasks(idx), Advantages(self.advantages.values[:, idx]))
+__all__ = ["InnerBatch", "MAMLTRPO"]
 
 
-class MAMLTRPO:
+class MAMLTRPO(MetaLearner):
     """Second-order MAML with a TRPO outer step (first-order with ``inner.first_order``)."""
-
-    def __init__(self, policy: MLPPolicy, sampler: Sampler, config: Config) -> None:
-        self.policy, self.sampler, self.config = policy, sampler, config
-        self.last_failure = ""  # why the last rejected meta-step was rejected
-        self._valid_nonfinite = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """TRPO keeps no optimizer state between iterations."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    def _advantages(self, episodes: Episodes) -> Advantages:
-        c = self.config
-        return compute_advantages(episodes, c.gamma, c.gae_lambda, c.normalize_advantages)
-
-    def adapted(self, params: Params, batches: list[InnerBatch], create_graph: bool) -> Params:
-        """θ' after the inner steps on ``batches`` (per-task parameters)."""
-        first_order = self.config.inner.first_order or not create_graph
-        current, per_task = params, False
-        for batch in batches:
-            current = adapt(
-                self.policy,
-                current,
-                batch.episodes,
-                batch.advantages.values,
-                self.config.inner.lr,
-                first_order=first_order,
-                per_task=per_task,
-            )
-            per_task = True
-        return current
-
-    def sample_adaptation(
-        self, tasks: list[Any], rng: np.random.Generator, generator: torch.Generator
-    ) -> tuple[list[InnerBatch], Episodes, Params, dict[str, float]]:
-        """Inner-loop data: the episodes of every inner step, the adapted (per-task, detached)
-        parameters and the post-adaptation episodes sampled with them."""
-        timings = {"sampling": 0.0, "adaptation": 0.0}
-        self.sampler.set_tasks(tasks)
-        params: Params = {k: v.detach() for k, v in self.policy.params().items()}
-        per_task = False
-        batches = []
-        for _ in range(self.config.inner.steps):
-            t0 = time.perf_counter()
-            episodes = self.sampler.sample(self.policy, params, rng, generator, per_task)
-            t1 = time.perf_counter()
-            batch = InnerBatch(episodes, self._advantages(episodes))
-            batches.append(batch)
-            params = adapt(
-                self.policy,
-                params,
-                episodes,
-                batch.advantages.values,
-                self.config.inner.lr,
-                first_order=True,
-                per_task=per_task,
-            )
-            params = {k: v.detach() for k, v in params.items()}
-            per_task = True
-            timings["sampling"] += t1 - t0
-            timings["adaptation"] += time.perf_counter() - t1
-        t0 = time.perf_counter()
-        valid = self.sampler.sample(self.policy, params, rng, generator, True)
-        timings["sampling"] += time.perf_counter() - t0
-        return batches, valid, params, timings
 
     def meta_objective(
         self, batches: list[InnerBatch], valid: Episodes, old: Params | None = None
@@ -155,10 +76,6 @@ class MAMLTRPO:
 
         return kl
 
-    def _policy_metrics(self) -> dict[str, float]:
-        log_std = getattr(self.policy, "log_std", None)
-        return {} if log_std is None else {"policy/std": float(log_std.detach().exp().mean())}
-
     def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
         """One meta-iteration; returns the metrics to log."""
         c = self.config
@@ -185,25 +102,15 @@ class MAMLTRPO:
         if not result.accepted:
             self.last_failure = result.reason
 
-        metrics = {
-            "return/pre_adaptation": float(batches[0].episodes.returns_per_task().mean()),
-            "return/post_adaptation": float(valid.returns_per_task().mean()),
-            "trpo/kl": result.kl,
-            "trpo/surrogate_before": -result.loss_before,
-            "trpo/surrogate_after": -result.loss_after,
-            "trpo/line_search_steps": float(result.ls_steps),
-            "trpo/accepted": float(result.accepted),
-            "baseline/retries": float(sum(b.advantages.baseline_retries for b in batches)),
-            "baseline/fallbacks": float(sum(b.advantages.baseline_fallbacks for b in batches)),
-            "guard/nonfinite_advantages": float(
-                sum(b.advantages.nonfinite for b in batches) + self._valid_nonfinite
-            ),
-            **self._policy_metrics(),
-            "sampler/env_steps": float(sum(b.episodes.num_steps for b in batches) + valid.num_steps),
-            "time/sampling_s": timings["sampling"],
-            "time/adaptation_s": timings["adaptation"],
-            "time/meta_step_s": meta_time,
-        }
-        for k, batch in enumerate(batches[1:], start=1):
-            metrics[f"return/after_{k}_steps"] = float(batch.episodes.returns_per_task().mean())
+        metrics = self.common_metrics(batches, valid, timings, meta_time)
+        metrics.update(
+            {
+                "meta/accepted": float(result.accepted),
+                "trpo/kl": result.kl,
+                "trpo/surrogate_before": -result.loss_before,
+                "trpo/surrogate_after": -result.loss_after,
+                "trpo/line_search_steps": float(result.ls_steps),
+                "trpo/accepted": float(result.accepted),
+            }
+        )
         return metrics

@@ -1,0 +1,136 @@
+"""FOMAML, Reptile and ProMP: their updates on tiny problems, and each trains and resumes."""
+
+import pytest
+import torch
+import yaml
+
+from metarl.adaptation import vpg_loss
+from metarl.algorithms.reptile import reptile_update
+from metarl.cli import main
+from metarl.config import load_config
+from metarl.trainer import Trainer
+from tests.conftest import tiny_maml
+
+TINY = {
+    "env": "metarl/Navigation2D-v0",
+    "iterations": 3,
+    "meta_batch_size": 3,
+    "episodes_per_task": 2,
+    "horizon": 12,
+    "policy": {"hidden_sizes": [8]},
+}
+
+
+def test_reptile_update_is_theta_plus_epsilon_times_mean_difference():
+    theta = {"w": torch.tensor([[1.0, -2.0]]), "b": torch.tensor([0.5])}
+    adapted = {  # two tasks' W_i
+        "w": torch.tensor([[[3.0, 0.0]], [[1.0, 2.0]]]),
+        "b": torch.tensor([[1.5], [-0.5]]),
+    }
+    new = reptile_update(theta, adapted, epsilon=0.25)
+    # by hand: mean W = [[2, 1]], [0.5]; θ + 0.25 (mean W − θ)
+    torch.testing.assert_close(new["w"], torch.tensor([[1.25, -1.25]]))
+    torch.testing.assert_close(new["b"], torch.tensor([0.5]))
+
+
+def test_reptile_iteration_moves_theta_towards_the_adapted_parameters(tmp_path):
+    config = load_config(_write(tmp_path, algorithm="reptile", reptile={"epsilon": 0.3}), [])
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    algo = trainer.algorithm
+    seen = {}
+    real = algo.sample_adaptation
+
+    def spy(*args):
+        out = real(*args)
+        seen["adapted"] = out[2]
+        seen["theta"] = {k: v.detach().clone() for k, v in algo.policy.params().items()}
+        return out
+
+    algo.sample_adaptation = spy
+    algo.train_iteration(trainer.rng, trainer.generator)
+    for name, p in algo.policy.named_parameters():
+        expected = seen["theta"][name] + 0.3 * (seen["adapted"][name].mean(0) - seen["theta"][name])
+        torch.testing.assert_close(p.detach(), expected)
+
+
+def test_lvc_inner_surrogate_has_the_score_function_gradient_and_the_extra_curvature_term():
+    algo, batches, _ = tiny_maml()
+    policy, eps, adv = algo.policy, batches[0].episodes, batches[0].advantages.values
+    theta = policy.params()
+    params = list(theta.values())
+    vpg = vpg_loss(policy, theta, eps, adv, per_task=False, estimator="vpg").sum()
+    lvc = vpg_loss(policy, theta, eps, adv, per_task=False, estimator="lvc").sum()
+    g_vpg = torch.autograd.grad(vpg, params, create_graph=True)
+    g_lvc = torch.autograd.grad(lvc, params, create_graph=True)
+    for a, b in zip(g_vpg, g_lvc, strict=True):
+        torch.testing.assert_close(a, b)  # the same first derivative: the score-function gradient
+    v = [torch.randn_like(p) for p in params]
+    hv_vpg = torch.autograd.grad(sum((g * u).sum() for g, u in zip(g_vpg, v, strict=True)), params)
+    hv_lvc = torch.autograd.grad(sum((g * u).sum() for g, u in zip(g_lvc, v, strict=True)), params)
+    # LVC's Hessian adds −Σ_tasks mean_t[(∇log π · v) ∇log π A] (per-step weights 1/steps of task)
+    T, N, E = eps.mask.shape
+    extra = [torch.zeros_like(p) for p in params]
+    counts = eps.mask.sum((0, 2))
+    for t in range(T):
+        for i in range(N):
+            for e in range(E):
+                if eps.mask[t, i, e] == 0:
+                    continue
+                dist = policy.dist(theta, eps.obs[t, i, e])
+                logp = policy.log_prob(dist, eps.actions[t, i, e])
+                grad = torch.autograd.grad(logp, params)
+                dot = sum((g * u).sum() for g, u in zip(grad, v, strict=True))
+                for k, g in enumerate(grad):
+                    extra[k] -= dot * g * adv[t, i, e] / counts[i]
+    for a, b, x in zip(hv_lvc, hv_vpg, extra, strict=True):
+        torch.testing.assert_close(a - b, x)
+
+
+def _write(tmp_path, **overrides):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **overrides}))
+    return path
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"algorithm": "fomaml"},
+        {"algorithm": "fomaml", "outer": {"optimizer": "adam", "lr": 0.01, "steps": 2}},
+        {"algorithm": "reptile", "inner": {"steps": 2}},
+        {"algorithm": "promp", "outer": {"lr": 0.01, "steps": 3}},
+    ],
+    ids=["fomaml-trpo", "fomaml-adam", "reptile", "promp"],
+)
+def test_each_algorithm_trains_changes_theta_and_resumes_exactly(tmp_path, overrides):
+    config = load_config(_write(tmp_path, **overrides), [])
+    full = Trainer(config, tmp_path / "full", progress=False)
+    before = {k: v.detach().clone() for k, v in full.policy.state_dict().items()}
+    metrics = full.train()
+    assert metrics["meta/accepted"] == 1.0
+    assert any(not torch.equal(before[k], v) for k, v in full.policy.state_dict().items())
+
+    part = Trainer(config, tmp_path / "part", progress=False)
+    real = part.algorithm.train_iteration
+    calls = {"n": 0}
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    part.algorithm.train_iteration = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    resumed = Trainer.resume(tmp_path / "part", progress=False)
+    resumed.train()
+    for name, value in full.policy.state_dict().items():
+        assert torch.equal(value, resumed.policy.state_dict()[name]), name
+
+
+def test_unknown_outer_optimizer_is_a_one_line_error(tmp_path, capsys):
+    path = _write(tmp_path, algorithm="fomaml", outer={"optimizer": "sgd"})
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "outer.optimizer" in err and "'sgd'" in err and "trpo, adam" in err
