@@ -123,6 +123,21 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from metarl.plotting import plot
+
+    out = plot(args.inputs, args.out, title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from metarl.plotting import compare_table, load_result
+
+    print(compare_table([load_result(p) for p in args.results]))
+    return 0
+
+
 def _thread_counts(text: str | None) -> list[int]:
     """``--threads 1,2,4`` as a list of positive integers, or a one-line error."""
     if not text:
@@ -198,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     envs = sub.add_parser("envs", help="list the registered task families", parents=[common])
     envs.set_defaults(func=_envs)
+
+    pl = sub.add_parser(
+        "plot", help="return vs adaptation steps, and training curves, as a PNG", parents=[common]
+    )
+    pl.add_argument(
+        "inputs", nargs="+", metavar="RUN_OR_JSON", help="evaluate --json files and/or run directories"
+    )
+    pl.add_argument("--out", required=True, help="the PNG to write")
+    pl.add_argument("--title", help="title of the adaptation panel")
+    pl.set_defaults(func=_plot)
+
+    cmp = sub.add_parser("compare", help="table of methods x adaptation steps", parents=[common])
+    cmp.add_argument("results", nargs="+", metavar="JSON", help="evaluate --json files")
+    cmp.set_defaults(func=_compare)
 
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput, iteration time", parents=[common])
     bench.add_argument("what", choices=("sampler", "iteration"))

@@ -33,6 +33,7 @@ def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPol
     obs_dim, act_dim = shapes[layers[0]].shape[1], shapes[layers[-1]].shape[0]
     policy = make_policy(config, obs_dim, act_dim, discrete)
     policy.load_state_dict(state["policy"])
+    policy.method = state.get("method", config.algorithm)  # type: ignore[attr-defined]
     return config, policy
 
 
@@ -114,6 +115,7 @@ def adapt_and_evaluate(
     per_step = np.asarray(returns)
     return {
         "env_id": env_id,
+        "method": getattr(policy, "method", config.algorithm),
         "trained_on": config.env,
         "num_tasks": num_tasks,
         "steps": list(range(steps + 1)),
