@@ -8,6 +8,7 @@ on θ' differentiates back to θ through the inner gradient: the second-order MA
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -92,6 +93,29 @@ def _per_task(params: Params, num_tasks: int, per_task: bool) -> Params:
     return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
 
 
+def gradient_step(
+    params: Params,
+    task_losses: Callable[[Params], Tensor],
+    num_tasks: int,
+    lr: float,
+    first_order: bool,
+    per_task: bool = False,
+) -> Params:
+    """One gradient step per task: θ'_i = θ_i − lr · ∇ L_i(θ_i), for all tasks in one backward pass.
+
+    ``task_losses(params)`` maps per-task parameters (a leading task dimension) to the ``[N]``
+    per-task losses. ``per_task`` says whether ``params`` already has the task dimension (from
+    an earlier step). Unless ``first_order``, the step keeps its graph (``create_graph``), so a
+    loss on θ' differentiates back to θ through the inner gradient: the second-order MAML
+    gradient. RL's :func:`adapt` and the supervised learners both step through here.
+    """
+    create_graph = not first_order and any(p.requires_grad for p in params.values())
+    params = _per_task(params, num_tasks, per_task)
+    loss = task_losses(params).sum()
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+    return {k: p - lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
+
+
 def adapt(
     policy: MLPPolicy,
     params: Params,
@@ -102,15 +126,10 @@ def adapt(
     per_task: bool = False,
     estimator: str = "vpg",
 ) -> Params:
-    """One PG step per task: θ'_i = θ_i − lr · ∇_θ L_i(θ_i). Returns per-task parameters.
+    """One PG step per task on its episodes: θ'_i = θ_i − lr · ∇_θ L_i(θ_i) (see
+    :func:`gradient_step`), with the inner surrogate ``estimator`` (see :func:`vpg_loss`)."""
 
-    ``per_task`` says whether ``params`` already has a leading task dimension (from an earlier
-    step). With ``first_order`` the inner gradient is treated as a constant, as in FOMAML.
-    ``estimator`` picks the inner surrogate (see :func:`vpg_loss`).
-    """
-    num_tasks = episodes.obs.shape[1]
-    create_graph = not first_order and any(p.requires_grad for p in params.values())
-    params = _per_task(params, num_tasks, per_task)
-    loss = vpg_loss(policy, params, episodes, advantages, per_task=True, estimator=estimator).sum()
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-    return {k: p - lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
+    def losses(p: Params) -> Tensor:
+        return vpg_loss(policy, p, episodes, advantages, per_task=True, estimator=estimator)
+
+    return gradient_step(params, losses, episodes.obs.shape[1], lr, first_order, per_task)

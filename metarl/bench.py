@@ -26,22 +26,22 @@ _STATE_FIELDS = ("qpos", "qvel", "act", "qacc_warmstart", "ctrl")
 
 
 class _StateRecorder:
-    """Copies the state of a fixed sample of sub-envs before every step of a batched run."""
+    """Copies the state of every sub-env before every step of a batched run (with the control
+    the step applies). (d) replays a fixed sample of them one by one; (e) replays them all."""
 
     def __init__(self, env: Any, sample: int = 64) -> None:
         self.ids = np.unique(np.linspace(0, env.num_envs - 1, min(sample, env.num_envs)).astype(int))
         self.fields = {f: env.batch.bind(f) for f in _STATE_FIELDS if env.batch.bind(f).shape[1] > 0}
-        self.states: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
-
-        self.actions: list[np.ndarray] = []
+        self.steps: list[dict[str, np.ndarray]] = []
 
     def before_step(self, actions: np.ndarray) -> None:
-        self.actions.append(actions)
-        for f, arr in self.fields.items():
-            self.states[f].append(actions[self.ids] if f == "ctrl" else arr[self.ids].copy())
+        self.steps.append(
+            {f: actions.copy() if f == "ctrl" else arr.copy() for f, arr in self.fields.items()}
+        )
 
     def stacked(self) -> dict[str, np.ndarray]:
-        return {f: np.concatenate(v) for f, v in self.states.items()}
+        """The sampled sub-envs' states, all steps stacked: (steps × sample, ...) per field."""
+        return {f: np.concatenate([step[f][self.ids] for step in self.steps]) for f in self.fields}
 
 
 def _throughput(
@@ -71,15 +71,16 @@ def _throughput(
         return n * steps / (time.perf_counter() - start)
 
 
-def _physics_alone(env: Any, actions: list[np.ndarray], seed: int) -> float:
-    """Env-steps/s of the batched engine's ``Batch.step`` alone on recorded controls: the same
-    physics and threads as (a), without the policy, NumPy or Python around it."""
-    env.reset(seed=seed)
+def _physics_alone(env: Any, recorder: _StateRecorder) -> float:
+    """Env-steps/s of the batched engine's ``Batch.step`` alone, from the very states of run
+    (a) (every sub-env's state and control loaded before each step, so resets and falls are
+    replayed too): the same physics and threads, without the policy, NumPy or Python."""
     start = time.perf_counter()
-    for a in actions:
-        env.ctrl[:] = a
+    for state in recorder.steps:
+        for f, arr in recorder.fields.items():
+            arr[:] = state[f]
         env.batch.step(nstep=env.frame_skip)
-    return env.num_envs * len(actions) / (time.perf_counter() - start)
+    return env.num_envs * len(recorder.steps) / (time.perf_counter() - start)
 
 
 def mj_step_seconds(model: mujoco.MjModel, states: dict[str, np.ndarray], repeats: int = 3) -> float:
@@ -157,9 +158,7 @@ def bench_sampler(
                 for r in range(rounds)
             )
             if record is not None:
-                results["physics_alone_steps_per_s"] = max(
-                    _physics_alone(env, record.actions, seed) for _ in range(rounds)
-                )
+                results["physics_alone_steps_per_s"] = max(_physics_alone(env, record) for _ in range(rounds))
             recorder = record or recorder
         finally:
             env.close()

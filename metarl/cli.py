@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from metarl.errors import MetarlError, TrainingStopped
+from metarl.supervised import SINUSOID
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 3  # training stopped itself (e.g. repeated failed meta-steps)
@@ -35,9 +36,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.seed is not None:
             overrides.append(f"seed={args.seed}")
         config = load_config(args.config, overrides)
-        spec = resolve_env_id(config.env)
-        if not spec.id.startswith("metarl/"):  # a user's env: check the task protocol first
-            check_task_env(make_env(config.env, **config.env_kwargs))
+        if config.env != SINUSOID:
+            spec = resolve_env_id(config.env)
+            if not spec.id.startswith("metarl/"):  # a user's env: check the task protocol first
+                check_task_env(make_env(config.env, **config.env_kwargs))
         out = (
             Path(args.out)
             if args.out
@@ -49,17 +51,20 @@ def _train(args: argparse.Namespace) -> int:
                 "or --force to start over"
             )
         trainer = Trainer(config, out, progress=not args.no_progress)
-    env = trainer.sampler.env
-    print(
-        f"run directory: {trainer.out_dir}; sampler: {type(env.unwrapped).__name__} "
-        f"({env.num_envs} envs, backend {trainer.sampler.backend})",
-        file=sys.stderr,
-    )
+    where = f"run directory: {trainer.out_dir}"
+    if trainer.sampler is not None:
+        env = trainer.sampler.env
+        where += (
+            f"; sampler: {type(env.unwrapped).__name__} "
+            f"({env.num_envs} envs, backend {trainer.sampler.backend})"
+        )
+    print(where, file=sys.stderr)
     metrics = trainer.train()
     if metrics:
+        kind = "return" if "return/pre_adaptation" in metrics else "loss"
         print(
-            f"done: {trainer.iteration} iterations, return pre {metrics['return/pre_adaptation']:.2f}"
-            f" post {metrics['return/post_adaptation']:.2f}; tensorboard --logdir {trainer.out_dir}"
+            f"done: {trainer.iteration} iterations, {kind} pre {metrics[f'{kind}/pre_adaptation']:.3f}"
+            f" post {metrics[f'{kind}/post_adaptation']:.3f}; tensorboard --logdir {trainer.out_dir}"
         )
     return 0
 
@@ -68,6 +73,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metarl.evaluation import adapt_and_evaluate, load_policy
 
     config, policy = load_policy(args.run, which=args.checkpoint)
+    if config.env == SINUSOID:
+        from metarl.supervised import evaluate_regression
+
+        result = evaluate_regression(
+            policy, config, args.tasks, args.steps, args.seed, k_shot=args.shots, lr=args.lr
+        )
+        print(f"{SINUSOID}: {args.tasks} held-out tasks, {result['k_shot']}-shot (seed {args.seed})")
+        print(f"{'steps':>5}  {'query MSE':>12}  {'stderr':>8}")
+        for k, mean, err in zip(result["steps"], result["mean_mse"], result["stderr"], strict=True):
+            print(f"{k:>5}  {mean:>12.3f}  {err:>8.3f}")
+        _write_json(args.json, result)
+        return 0
     result = adapt_and_evaluate(
         policy,
         config,
@@ -121,6 +138,13 @@ def _envs(args: argparse.Namespace) -> int:
     for row in rows:
         print(fmt.format(*row))
     return 0
+
+
+def _write_json(path: str | None, result: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2))
+        print(f"wrote {path}")
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -204,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=3, help="adaptation steps (default 3)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks")
     ev.add_argument("--env", help="evaluate on this env id instead of the run's (same spaces)")
+    ev.add_argument("--shots", type=int, help="supervised runs: support examples per task (default: k_shot)")
     ev.add_argument("--lr", type=float, help="first adaptation step size (default: the config's)")
     ev.add_argument("--later-lr", type=float, help="later steps' size (default: half of --lr)")
     ev.add_argument("--episodes", type=int, help="episodes per task per step (default: the config's)")

@@ -21,7 +21,7 @@ import yaml
 
 from metarl.errors import ConfigError
 
-ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp")
+ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp", "maml", "imaml")  # the last two: supervised
 ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
@@ -102,6 +102,16 @@ class ReptileConfig:
 
 
 @dataclass
+class SupervisedConfig:
+    """Few-shot supervised experiments (``env: supervised/Sinusoid``)."""
+
+    k_shot: int = 10  # support examples per task (the paper trains with K = 10)
+    k_query: int = 10  # query examples per task for the meta-loss
+    imaml_lambda: float = 2.0  # iMAML's proximal strength λ
+    cg_iters: int = 5  # iMAML's conjugate-gradient iterations
+
+
+@dataclass
 class CheckpointConfig:
     """What a run directory keeps besides ``checkpoint.pt`` (the latest) and ``best.pt``."""
 
@@ -130,6 +140,7 @@ class Config:
     outer: OuterConfig = field(default_factory=OuterConfig)
     promp: ProMPConfig = field(default_factory=ProMPConfig)
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     # Stop (keeping every checkpoint) after this many iterations in a row without an accepted step.
@@ -162,6 +173,10 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "outer.steps": (lambda v: v >= 1, "an integer >= 1"),
     "promp.clip_eps": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "reptile.epsilon": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "supervised.k_shot": (lambda v: v >= 1, "an integer >= 1"),
+    "supervised.k_query": (lambda v: v >= 1, "an integer >= 1"),
+    "supervised.imaml_lambda": (lambda v: v > 0, "a number > 0"),
+    "supervised.cg_iters": (lambda v: v >= 1, "an integer >= 1"),
     "promp.target_inner_kl": (lambda v: v > 0, "a number > 0"),
     "promp.init_inner_kl_coef": (lambda v: v >= 0, "a number >= 0"),
     "trpo.max_kl": (lambda v: v > 0, "a number > 0"),

@@ -14,6 +14,7 @@ from metarl.config import Config, config_from_dict
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy, Params
 from metarl.sampler import Sampler
+from metarl.supervised import SINUSOID, Regressor
 from metarl.trainer import BEST, CHECKPOINT, EVAL_STREAM, load_checkpoint, make_policy
 
 
@@ -28,6 +29,10 @@ def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPol
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
     shapes = state["policy"]
+    if config.env == SINUSOID:
+        model = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)
+        model.load_state_dict(shapes)
+        return config, model  # type: ignore[return-value]
     discrete = "log_std" not in shapes
     layers = sorted((k for k in shapes if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
     obs_dim, act_dim = shapes[layers[0]].shape[1], shapes[layers[-1]].shape[0]

@@ -21,6 +21,8 @@ def load_result(path: str | Path) -> dict[str, Any]:
         raise MetarlError(f"no such file: {str(path)!r}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MetarlError(f"{str(path)!r} is not JSON ({exc})") from None
+    if "mean_mse" in result and "mean_return" not in result:  # supervised: lower is better
+        result["mean_return"], result["metric"] = result["mean_mse"], "query MSE"
     if not isinstance(result, dict) or not {"steps", "mean_return", "stderr"} <= set(result):
         raise MetarlError(f"{str(path)!r} is not an evaluate result (written by metarl evaluate --json)")
     result.setdefault("method", path.stem)
@@ -111,7 +113,8 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None) ->
                 r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=r["method"]
             )
         ax.set_xlabel("adaptation steps")
-        ax.set_ylabel("mean return (± s.e.)")
+        metric = results[0].get("metric", "return")
+        ax.set_ylabel(f"mean {metric} (± s.e.)")
         ax.set_xticks(sorted({k for r in results for k in r["steps"]}))
         ax.set_title(title or ", ".join(sorted({r.get("env_id", "") for r in results})))
         ax.grid(alpha=0.3)

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from metarl.algorithms import ALGORITHMS
 from metarl.config import Config, config_from_dict
-from metarl.errors import MetarlError, TrainingStopped
+from metarl.errors import ConfigError, MetarlError, TrainingStopped
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.sampler import Sampler
+from metarl.supervised import SINUSOID, Regressor, SupervisedMetaLearner
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise MetarlError(f"checkpoint {str(path)!r} is corrupt or truncated ({exc})") from None
 
 
+def _score(metrics: dict[str, float]) -> float:
+    """What ``best.pt`` maximises: the post-adaptation return (RL) or −loss (supervised)."""
+    if "return/post_adaptation" in metrics:
+        return metrics["return/post_adaptation"]
+    return -metrics["loss/post_adaptation"]
+
+
+def _summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The progress bar's figures."""
+    out = {}
+    for key, name, fmt in [
+        ("return/pre_adaptation", "pre", ".1f"),
+        ("return/post_adaptation", "post", ".1f"),
+        ("loss/pre_adaptation", "pre", ".3f"),
+        ("loss/post_adaptation", "post", ".3f"),
+        ("trpo/kl", "kl", ".4f"),
+        ("meta/kl", "kl", ".4f"),
+        ("sampler/env_steps_per_s", "sps", ".0f"),
+    ]:
+        if key in metrics:
+            out[name] = format(metrics[key], fmt)
+    return out
+
+
 class Trainer:
     """Runs ``config.iterations`` meta-iterations and writes everything into ``out_dir``."""
 
@@ -73,18 +98,29 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng([config.seed, TRAIN_STREAM])
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.sampler = Sampler(
-            config.env,
-            config.meta_batch_size,
-            config.episodes_per_task,
-            config.horizon,
-            backend=config.sampler.backend,
-            env_kwargs=config.env_kwargs,
-            num_threads=config.sampler.num_threads,
-            rescale_actions=config.policy.rescale_actions,
-        )
-        self.policy = make_policy(config, self.sampler.obs_dim, self.sampler.act_dim, self.sampler.discrete)
-        self.algorithm = ALGORITHMS[config.algorithm](self.policy, self.sampler, config)
+        self.sampler: Sampler | None = None
+        if config.env == SINUSOID:  # supervised few-shot regression: no env, no sampler
+            self.policy = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)
+            self.algorithm = SupervisedMetaLearner(self.policy, config)
+        else:
+            if config.algorithm not in ALGORITHMS:
+                raise ConfigError(
+                    f"algorithm: {config.algorithm!r} is a supervised learner (env {SINUSOID}); "
+                    f"for RL use one of {', '.join(ALGORITHMS)}"
+                )
+            self.sampler = Sampler(
+                config.env,
+                config.meta_batch_size,
+                config.episodes_per_task,
+                config.horizon,
+                backend=config.sampler.backend,
+                env_kwargs=config.env_kwargs,
+                num_threads=config.sampler.num_threads,
+                rescale_actions=config.policy.rescale_actions,
+            )
+            sampler = self.sampler
+            self.policy = make_policy(config, sampler.obs_dim, sampler.act_dim, sampler.discrete)
+            self.algorithm = ALGORITHMS[config.algorithm](self.policy, sampler, config)
         self.iteration = 0  # iterations completed
         self.env_steps = 0
         self.best_return = -float("inf")
@@ -183,19 +219,21 @@ class Trainer:
                 metrics = self.algorithm.train_iteration(self.rng, self.generator)
                 elapsed = time.perf_counter() - t0
                 self.iteration += 1
-                self.env_steps += int(metrics["sampler/env_steps"])
-                metrics["sampler/env_steps_per_s"] = metrics["sampler/env_steps"] / max(
-                    metrics["time/sampling_s"], 1e-9
-                )
-                metrics["sampler/total_env_steps"] = float(self.env_steps)
+                if "sampler/env_steps" in metrics:
+                    self.env_steps += int(metrics["sampler/env_steps"])
+                    metrics["sampler/env_steps_per_s"] = metrics["sampler/env_steps"] / max(
+                        metrics["time/sampling_s"], 1e-9
+                    )
+                    metrics["sampler/total_env_steps"] = float(self.env_steps)
                 metrics["time/iteration_s"] = elapsed
                 self._guard(metrics)
                 for key, value in metrics.items():
                     writer.add_scalar(key, value, self.iteration)
                 writer.flush()
-                improved = metrics["return/post_adaptation"] > self.best_return
+                score = _score(metrics)
+                improved = score > self.best_return
                 if improved:
-                    self.best_return = metrics["return/post_adaptation"]
+                    self.best_return = score
                 state = self.state_dict()
                 atomic_save(state, self.out_dir / CHECKPOINT)
                 if improved:
@@ -207,22 +245,11 @@ class Trainer:
                         f"meta-step (last: {self.algorithm.last_failure}); the checkpoints in "
                         f"{str(self.out_dir)!r} hold the last good parameters"
                     )
-                bar.set_postfix(
-                    pre=f"{metrics['return/pre_adaptation']:.1f}",
-                    post=f"{metrics['return/post_adaptation']:.1f}",
-                    kl=f"{metrics.get('trpo/kl', metrics.get('meta/kl', 0.0)):.4f}",
-                    sps=f"{metrics['sampler/env_steps_per_s']:.0f}",
-                )
-                log.info(
-                    "iter %d: return pre %.2f post %.2f, kl %.4f, %.1fs",
-                    self.iteration,
-                    metrics["return/pre_adaptation"],
-                    metrics["return/post_adaptation"],
-                    metrics.get("trpo/kl", metrics.get("meta/kl", 0.0)),
-                    elapsed,
-                )
+                bar.set_postfix(_summary(metrics))
+                log.info("iter %d: %s, %.1fs", self.iteration, _summary(metrics), elapsed)
         finally:
             bar.close()
             writer.close()
-            self.sampler.close()
+            if self.sampler is not None:
+                self.sampler.close()
         return metrics

@@ -1,0 +1,100 @@
+"""Few-shot supervised learning on the shared inner step: sinusoids, N-way K-shot episodes,
+MAML / FOMAML / Reptile / iMAML, and iMAML's implicit gradient against the closed form."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.cli import main
+from metarl.supervised import FewShotBatch, NWayKShot, Regressor, SinusoidTasks, imaml_task_gradient
+
+
+def test_sinusoid_tasks_follow_the_paper_distribution():
+    family = SinusoidTasks()
+    tasks = family.sample_tasks(2000, np.random.default_rng(0))
+    amps = np.array([t.amplitude for t in tasks])
+    phases = np.array([t.phase for t in tasks])
+    assert amps.min() >= 0.1 and amps.max() <= 5 and phases.min() >= 0 and phases.max() <= np.pi
+    batch = family.batch(tasks[:3], 5, 7, np.random.default_rng(1))
+    assert batch.support_x.shape == (3, 5, 1) and batch.query_y.shape == (3, 7, 1)
+    t = tasks[0]
+    expected = t.amplitude * torch.sin(batch.support_x[0] - t.phase)
+    torch.testing.assert_close(batch.support_y[0], expected)
+
+
+def test_n_way_k_shot_episodes_relabel_classes_and_never_overlap():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(300, 4, generator=g)
+    labels = torch.arange(300) % 10  # 10 classes of 30
+    features[:, 0] = labels.float()  # the class is readable from feature 0
+    episodes = NWayKShot(features, labels, n_way=5, k_shot=2, k_query=3).sample(4, np.random.default_rng(0))
+    assert episodes.support_x.shape == (4, 10, 4) and episodes.query_y.shape == (4, 15)
+    for i in range(4):
+        assert sorted(episodes.support_y[i].tolist()) == sorted([c for c in range(5) for _ in range(2)])
+        # one original class per new label, the same in support and query
+        for new in range(5):
+            s = set(episodes.support_x[i][episodes.support_y[i] == new][:, 0].tolist())
+            q = set(episodes.query_x[i][episodes.query_y[i] == new][:, 0].tolist())
+            assert len(s | q) == 1
+        rows = {tuple(r.tolist()) for r in episodes.support_x[i]}
+        assert not rows & {tuple(r.tolist()) for r in episodes.query_x[i]}
+    with pytest.raises(ValueError, match="needs 11 classes"):
+        NWayKShot(features, labels, n_way=11, k_shot=2, k_query=3)
+
+
+def test_imaml_implicit_gradient_matches_the_closed_form_on_a_quadratic_inner_problem():
+    torch.manual_seed(0)
+    model = Regressor(3, 1, hidden_sizes=[]).double()  # linear: the support loss is quadratic
+    lam = 2.0
+    xs, ys = torch.randn(1, 8, 3, dtype=torch.float64), torch.randn(1, 8, 1, dtype=torch.float64)
+    xq, yq = torch.randn(1, 6, 3, dtype=torch.float64), torch.randn(1, 6, 1, dtype=torch.float64)
+    batch = FewShotBatch(xs, ys, xq, yq)
+
+    # φ*(θ) = argmin_φ mean((Xφ − y)²) + λ/2 ‖φ − θ‖², in closed form, differentiable in θ
+    X = torch.cat([xs[0], torch.ones(8, 1, dtype=torch.float64)], 1)  # weights then bias
+    H = 2 * X.T @ X / 8
+    theta = torch.cat([model.net[0].weight.detach().flatten(), model.net[0].bias.detach()]).requires_grad_()
+    phi = torch.linalg.solve(
+        H + lam * torch.eye(4, dtype=torch.float64), lam * theta + 2 * X.T @ ys[0, :, 0] / 8
+    )
+    Xq = torch.cat([xq[0], torch.ones(6, 1, dtype=torch.float64)], 1)
+    query = ((Xq @ phi - yq[0, :, 0]) ** 2).mean()
+    (exact,) = torch.autograd.grad(query, theta)
+
+    params = {"net.0.weight": phi[:3].detach().view(1, 3), "net.0.bias": phi[3:].detach()}
+    grads, _ = imaml_task_gradient(model, params, batch, 0, lam, cg_iters=10)
+    implicit = torch.cat([grads[0].flatten(), grads[1]])
+    torch.testing.assert_close(implicit, exact, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "imaml"])
+def test_sinusoid_trains_with_metarl_train_and_evaluates(tmp_path, capsys, algorithm):
+    run = tmp_path / "run"
+    sets = [f"algorithm={algorithm}", "iterations=30", "meta_batch_size=5", "outer.lr=0.01"]
+    args = ["train", "experiments/sinusoid.yaml", "--out", str(run), "--no-progress"]
+    assert main([*args, *[x for kv in sets for x in ("--set", kv)]]) == 0
+    out = tmp_path / "eval.json"
+    assert (
+        main(["evaluate", str(run), "--tasks", "20", "--steps", "3", "--shots", "5", "--json", str(out)]) == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["method"] == algorithm and result["k_shot"] == 5 and len(result["mean_mse"]) == 4
+    assert all(np.isfinite(result["mean_mse"]))
+
+
+def test_rl_only_and_supervised_only_algorithms_are_refused_with_one_line(tmp_path, capsys):
+    args = ["train", "experiments/sinusoid.yaml", "--out", str(tmp_path / "a"), "--set", "algorithm=promp"]
+    assert main(args) == 2
+    assert "is an RL learner; on supervised/Sinusoid use one of maml" in capsys.readouterr().err
+    args = [
+        "train",
+        "experiments/navigation_2d.yaml",
+        "--out",
+        str(tmp_path / "b"),
+        "--set",
+        "algorithm=imaml",
+    ]
+    assert main(args) == 2
+    assert "is a supervised learner" in capsys.readouterr().err
