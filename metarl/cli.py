@@ -70,9 +70,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from metarl.baselines import evaluate_oracle
     from metarl.evaluation import adapt_and_evaluate, load_policy
 
     config, policy = load_policy(args.run, which=args.checkpoint)
+    if policy is None:  # the oracle baseline: its SB3 policy sees the task; no adaptation
+        result = evaluate_oracle(args.run, config, args.tasks, args.seed, args.episodes)
+        print(f"{config.env}: oracle on {args.tasks} held-out tasks (seed {args.seed})")
+        print(f"return {result['mean_return'][0]:.2f} ± {result['stderr'][0]:.2f}")
+        _write_json(args.json, result)
+        return 0
     if config.env == SINUSOID:
         from metarl.supervised import evaluate_regression
 
@@ -145,6 +152,20 @@ def _write_json(path: str | None, result: dict) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2))
         print(f"wrote {path}")
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from metarl.baselines import make_baseline
+    from metarl.config import load_config
+    from metarl.trainer import CHECKPOINT
+
+    config = load_config(args.config, list(args.set or []))
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{args.kind}"
+    if (out / CHECKPOINT).exists() and not args.force:
+        raise MetarlError(f"{str(out)!r} already holds a run; use --force to replace it")
+    make_baseline(args.kind, config, out, args.timesteps, args.num_envs)
+    print(f"wrote the {args.kind} baseline to {out}; evaluate it with: metarl evaluate {out}")
+    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -238,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     envs = sub.add_parser("envs", help="list the registered task families", parents=[common])
     envs.set_defaults(func=_envs)
+
+    bl = sub.add_parser("baseline", help="build the random, pretrained or oracle baseline", parents=[common])
+    bl.add_argument("kind", choices=("random", "pretrained", "oracle"))
+    bl.add_argument("config", help="the experiment config whose family and network to use")
+    bl.add_argument("--out", help="run directory (default runs/<config>-<kind>)")
+    bl.add_argument("--timesteps", type=int, default=1_000_000, help="PPO env steps (pretrained, oracle)")
+    bl.add_argument("--num-envs", type=int, default=4, help="PPO's parallel envs")
+    bl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    bl.add_argument("--force", action="store_true", help="replace a run already in --out")
+    bl.set_defaults(func=_baseline)
 
     pl = sub.add_parser(
         "plot", help="return vs adaptation steps, and training curves, as a PNG", parents=[common]

@@ -28,6 +28,8 @@ def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPol
         raise MetarlError(f"run directory or checkpoint {str(path)!r} not found")
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
+    if state.get("method") == "oracle":
+        return config, None  # type: ignore[return-value]
     shapes = state["policy"]
     if config.env == SINUSOID:
         model = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)

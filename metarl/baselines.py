@@ -1,0 +1,211 @@
+"""The MAML paper's baselines, judged by the same fine-tuning protocol as the meta-learners.
+
+* ``random``: a freshly initialised policy (seeded), fine-tuned with the same k PG steps.
+* ``pretrained``: one policy trained by Stable-Baselines3 PPO on the whole family, with a fresh
+  random task at every reset and no task in the observation. Its actor (same network size and
+  activation as the meta-policy) is copied into metarl's policy class, so ``metarl evaluate``
+  fine-tunes it exactly as it fine-tunes MAML.
+* ``oracle``: SB3 PPO that sees the task (a wrapper appends it to the observation); its
+  return on each held-out task is the ceiling of the normalized score.
+
+Each is a run directory: ``config.yaml``, ``checkpoint.pt`` (``method`` names the baseline) and,
+for PPO, ``ppo.zip`` (the SB3 model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+
+from metarl.config import Config
+from metarl.errors import MetarlError
+from metarl.policies import MLPPolicy
+from metarl.tasks import make_env
+
+BASELINES = ("random", "pretrained", "oracle")
+PPO_FILE = "ppo.zip"
+
+
+def task_vector(task: Any) -> np.ndarray:
+    """A task's numbers, flattened in field order (for the oracle's observation)."""
+    if dataclasses.is_dataclass(task):
+        parts = [task_vector(getattr(task, f.name)) for f in dataclasses.fields(task)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+    return np.asarray(task, dtype=np.float64).ravel()
+
+
+class RandomTaskEachReset(gym.Wrapper):
+    """Draws a new task from the family at every reset (from its own seeded generator)."""
+
+    def __init__(self, env: gym.Env, seed: int) -> None:
+        super().__init__(env)
+        self._task_rng = np.random.default_rng(seed)
+
+    def reset(self, **kwargs: Any):
+        base = self.env.unwrapped
+        base.set_task(base.sample_tasks(1, self._task_rng)[0])
+        return self.env.reset(**kwargs)
+
+
+class TaskInObservation(gym.ObservationWrapper):
+    """Appends the current task's numbers to the observation (the oracle's view)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        size = task_vector(env.unwrapped.get_task()).size
+        space = env.observation_space
+        low = np.concatenate([np.ravel(space.low), np.full(size, -np.inf)]).astype(np.float32)
+        high = np.concatenate([np.ravel(space.high), np.full(size, np.inf)]).astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        task = task_vector(self.env.unwrapped.get_task())
+        return np.concatenate([np.ravel(observation), task]).astype(np.float32)
+
+
+def _ppo_env(config: Config, seed: int, oracle: bool) -> gym.Env:
+    env = make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs)
+    if oracle:
+        env = TaskInObservation(env)
+    return RandomTaskEachReset(env, seed)
+
+
+def _sb3() -> Any:
+    try:
+        import stable_baselines3
+    except ImportError:
+        raise MetarlError(
+            "the pretrained and oracle baselines need Stable-Baselines3: pip install 'metarl[baselines]'"
+        ) from None
+    return stable_baselines3
+
+
+def train_ppo(config: Config, oracle: bool, timesteps: int, num_envs: int = 4, seed: int = 0) -> Any:
+    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size."""
+    sb3 = _sb3()
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env(lambda: _ppo_env(config, seed, oracle), n_envs=num_envs, seed=seed)
+    activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[config.policy.activation]
+    hidden = list(config.policy.hidden_sizes)
+    policy_kwargs: dict[str, Any] = {"net_arch": {"pi": hidden, "vf": hidden}, "activation_fn": activation}
+    if isinstance(vec.action_space, gym.spaces.Box):
+        policy_kwargs["log_std_init"] = config.policy.init_log_std
+    model = sb3.PPO("MlpPolicy", vec, policy_kwargs=policy_kwargs, seed=seed, verbose=0, device="cpu")
+    model.learn(total_timesteps=timesteps)
+    return model
+
+
+def policy_from_ppo(model: Any, policy: MLPPolicy, action_space: gym.Space, rescale: bool) -> MLPPolicy:
+    """Copy an SB3 PPO actor into ``policy`` (same layer sizes). A Gaussian metarl policy acts in
+    [−1, 1]ᵈ mapped onto the Box bounds when ``rescale``; SB3 acts in the env's units, so the
+    output layer and log-std are converted: mean_ours = (mean_sb3 − offset) / scale."""
+    sb3 = model.policy.state_dict()
+    ours = policy.state_dict()
+    layers = sorted(
+        {k.rsplit(".", 1)[0] for k in ours if k.endswith(".weight")}, key=lambda k: int(k.split(".")[1])
+    )
+    sources = [f"mlp_extractor.policy_net.{2 * i}" for i in range(len(layers) - 1)] + ["action_net"]
+    new = {}
+    for dst, src in zip(layers, sources, strict=True):
+        if ours[f"{dst}.weight"].shape != sb3[f"{src}.weight"].shape:
+            raise MetarlError(
+                f"PPO layer {src} is {tuple(sb3[f'{src}.weight'].shape)}, the policy's {dst} is not"
+            )
+        new[f"{dst}.weight"], new[f"{dst}.bias"] = sb3[f"{src}.weight"].clone(), sb3[f"{src}.bias"].clone()
+    if "log_std" in ours:
+        scale = np.ones(ours["log_std"].shape)
+        offset = np.zeros(ours["log_std"].shape)
+        if rescale and isinstance(action_space, gym.spaces.Box) and action_space.is_bounded():
+            scale = (action_space.high - action_space.low) / 2.0
+            offset = (action_space.high + action_space.low) / 2.0
+        scale_t = torch.as_tensor(scale, dtype=torch.float32)
+        offset_t = torch.as_tensor(offset, dtype=torch.float32)
+        last = layers[-1]
+        new[f"{last}.weight"] = new[f"{last}.weight"] / scale_t[:, None]
+        new[f"{last}.bias"] = (new[f"{last}.bias"] - offset_t) / scale_t
+        new["log_std"] = sb3["log_std"].clone() - torch.log(scale_t)
+    policy.load_state_dict(new)
+    return policy
+
+
+def make_baseline(
+    kind: str, config: Config, out_dir: str | Path, timesteps: int = 1_000_000, num_envs: int = 4
+) -> Path:
+    """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir``."""
+    from metarl.sampler import Sampler
+    from metarl.trainer import CHECKPOINT, CONFIG_FILE, atomic_save, make_policy
+
+    if kind not in BASELINES:
+        raise MetarlError(f"unknown baseline {kind!r}; expected one of {', '.join(BASELINES)}")
+    if timesteps < 1:
+        raise MetarlError(f"--timesteps: got {timesteps}, expected a positive integer")
+    out = Path(out_dir)
+    probe = Sampler(config.env, 1, 1, config.horizon, backend="sync", env_kwargs=config.env_kwargs)
+    obs_dim, act_dim, discrete = probe.obs_dim, probe.act_dim, probe.discrete
+    action_space = probe.env.single_action_space
+    probe.close()
+    torch.manual_seed(config.seed)
+    policy = make_policy(config, obs_dim, act_dim, discrete)
+    state: dict[str, Any] = {"iteration": 0, "config": config.to_dict(), "method": kind}
+    out.mkdir(parents=True, exist_ok=True)
+    if kind in ("pretrained", "oracle"):
+        model = train_ppo(config, kind == "oracle", timesteps, num_envs, config.seed)
+        model.save(out / PPO_FILE)
+        state["timesteps"] = timesteps
+        if kind == "pretrained":
+            policy_from_ppo(model, policy, action_space, config.policy.rescale_actions)
+    if kind != "oracle":
+        state["policy"] = policy.state_dict()
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_save(state, out / CHECKPOINT)
+    return out
+
+
+def evaluate_oracle(
+    run_dir: str | Path, config: Config, num_tasks: int, seed: int, episodes_per_task: int | None
+) -> dict[str, Any]:
+    """The oracle's return on the held-out tasks that ``evaluate`` draws for this seed (its
+    deterministic actions, no adaptation): the ceiling of the normalized score."""
+    from metarl.trainer import EVAL_STREAM
+
+    sb3 = _sb3()
+    model = sb3.PPO.load(Path(run_dir) / PPO_FILE, device="cpu")
+    rng = np.random.default_rng([seed, EVAL_STREAM])
+    env = TaskInObservation(make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs))
+    tasks = env.unwrapped.sample_tasks(num_tasks, rng)
+    episodes = episodes_per_task or config.episodes_per_task
+    returns = []
+    for task in tasks:
+        env.unwrapped.set_task(task)
+        total = 0.0
+        for _ in range(episodes):
+            obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+            done = False
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+        returns.append(total / episodes)
+    env.close()
+    r = np.asarray(returns)
+    return {
+        "env_id": config.env,
+        "method": "oracle",
+        "num_tasks": num_tasks,
+        "steps": [0],
+        "mean_return": [float(r.mean())],
+        "stderr": [float(r.std(ddof=1) / math.sqrt(num_tasks)) if num_tasks > 1 else 0.0],
+        "per_task_returns": [[float(x)] for x in r],
+        "tasks": [repr(t) for t in tasks],
+        "seed": seed,
+        "episodes_per_task": episodes,
+    }
