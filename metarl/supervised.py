@@ -206,14 +206,7 @@ class SupervisedMetaLearner:
         theta = model.params()
         names, params = list(theta), list(theta.values())
         n = batch.support_x.shape[0]
-        pre = float(
-            task_losses(
-                model,
-                {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in theta.items()},
-                batch.query_x,
-                batch.query_y,
-            ).mean()
-        )
+        pre = _query_loss(model, theta, batch)
         if c.algorithm == "imaml":
             lam = c.supervised.imaml_lambda
             anchor = {k: v.detach() for k, v in theta.items()}
@@ -251,15 +244,7 @@ class SupervisedMetaLearner:
         batch = self._batch(rng)
         if c.algorithm == "reptile":
             theta = {k: v.detach() for k, v in model.params().items()}
-            n = batch.support_x.shape[0]
-            pre = float(
-                task_losses(
-                    model,
-                    {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in theta.items()},
-                    batch.query_x,
-                    batch.query_y,
-                ).mean()
-            )
+            pre = _query_loss(model, theta, batch)
             x = torch.cat([batch.support_x, batch.query_x], 1)
             y = torch.cat([batch.support_y, batch.query_y], 1)
             w = adapt_steps(model, theta, x, y, c.inner.lr, c.inner.steps, True)
@@ -303,6 +288,14 @@ def imaml_task_gradient(
         out.append(g[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
     return out, float(query.detach())
+
+
+def _query_loss(model: nn.Module, theta: Params, batch: FewShotBatch) -> float:
+    """Mean query loss of the unadapted θ over the batch's tasks."""
+    n = batch.query_x.shape[0]
+    with torch.no_grad():
+        shared = {k: v.detach().unsqueeze(0).expand(n, *v.shape) for k, v in theta.items()}
+        return float(task_losses(model, shared, batch.query_x, batch.query_y).mean())
 
 
 def _single_loss(model: nn.Module, params: Params, x: Tensor, y: Tensor) -> Tensor:
