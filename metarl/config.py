@@ -21,7 +21,8 @@ import yaml
 
 from metarl.errors import ConfigError
 
-ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp", "maml", "imaml")  # the last two: supervised
+# The last three are supervised-only (env supervised/Sinusoid).
+ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp", "maml", "imaml", "pretrained")
 ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")

@@ -30,7 +30,7 @@ from metarl.policies import Params, mlp
 from metarl.trpo import conjugate_gradient, flat
 
 SINUSOID = "supervised/Sinusoid"
-SUPERVISED_ALGORITHMS = ("maml", "fomaml", "reptile", "imaml")
+SUPERVISED_ALGORITHMS = ("maml", "fomaml", "reptile", "imaml", "pretrained")
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,8 @@ def adapt_steps(
 
 class SupervisedMetaLearner:
     """MAML / FOMAML / Reptile / iMAML for few-shot regression (sinusoid) with Adam outer steps
-    (Reptile: θ ← θ + ε · mean_i(W_i − θ))."""
+    (Reptile: θ ← θ + ε · mean_i(W_i − θ)); ``pretrained`` fits one regressor to all tasks
+    jointly, the paper's baseline, fine-tuned at evaluation like the others."""
 
     def __init__(self, model: Regressor, config: Config) -> None:
         if config.algorithm not in SUPERVISED_ALGORITHMS:
@@ -242,6 +243,18 @@ class SupervisedMetaLearner:
     def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
         c, model = self.config, self.model
         batch = self._batch(rng)
+        if c.algorithm == "pretrained":  # the paper's baseline: one regressor fit to all tasks jointly
+            x = torch.cat([batch.support_x, batch.query_x], 1)
+            y = torch.cat([batch.support_y, batch.query_y], 1)
+            n = x.shape[0]
+            theta = model.params()
+            shared = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in theta.items()}
+            loss = task_losses(model, shared, x, y).mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            value = float(loss.detach())
+            return {"loss/pre_adaptation": value, "loss/post_adaptation": value, "meta/accepted": 1.0}
         if c.algorithm == "reptile":
             theta = {k: v.detach() for k, v in model.params().items()}
             pre = _query_loss(model, theta, batch)

@@ -69,7 +69,7 @@ def test_imaml_implicit_gradient_matches_the_closed_form_on_a_quadratic_inner_pr
     torch.testing.assert_close(implicit, exact, atol=1e-9, rtol=1e-7)
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "imaml"])
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "imaml", "pretrained"])
 def test_sinusoid_trains_with_metarl_train_and_evaluates(tmp_path, capsys, algorithm):
     run = tmp_path / "run"
     sets = [f"algorithm={algorithm}", "iterations=30", "meta_batch_size=5", "outer.lr=0.01"]
