@@ -228,6 +228,8 @@ def bench_iteration(
     from metarl.trainer import Trainer
 
     config = load_config(config_path, ["iterations=1", *(overrides or [])])
+    if config.env.startswith("supervised/"):
+        raise MetarlError(f"bench iteration times RL sampling and meta-steps; {config.env!r} is supervised")
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, out, progress=False)
         algo = trainer.algorithm
