@@ -109,6 +109,9 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None) ->
     if results:
         ax = axes.pop(0)
         for r in results:
+            if len(r["steps"]) == 1 and r["method"] == "oracle":  # a ceiling, not a curve
+                ax.axhline(r["mean_return"][0], color="k", linestyle=":", label="oracle")
+                continue
             ax.errorbar(
                 r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=r["method"]
             )
