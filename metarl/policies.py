@@ -71,8 +71,13 @@ class MLPPolicy(nn.Module):
         """KL(old || new) for every step."""
         raise NotImplementedError
 
-    def draw(self, dist: tuple[Tensor, ...], generator: torch.Generator | None) -> Tensor:
-        """Actions drawn from ``dist`` with an explicit RNG."""
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        """The randomness of ``shape`` action draws, drawn up front, so that which worker or
+        shard acts on which sub-env never changes the actions."""
+        raise NotImplementedError
+
+    def act(self, dist: tuple[Tensor, ...], noise: Tensor) -> Tensor:
+        """Actions from ``dist`` given their pre-drawn ``noise``."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -84,7 +89,8 @@ class MLPPolicy(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Draw actions from π_params(·|obs) with an explicit RNG."""
-        return self.draw(self.dist(params, obs, task_dim), generator)
+        dist = self.dist(params, obs, task_dim)
+        return self.act(dist, self.noise(tuple(dist[0].shape[:-1]), generator))
 
 
 class GaussianMLPPolicy(MLPPolicy):
@@ -115,10 +121,12 @@ class GaussianMLPPolicy(MLPPolicy):
     def kl(self, old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
         return gaussian_kl(old[0], old[1], new[0], new[1])
 
-    def draw(self, dist: tuple[Tensor, ...], generator: torch.Generator | None) -> Tensor:
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        return torch.randn((*shape, self.act_dim), generator=generator)
+
+    def act(self, dist: tuple[Tensor, ...], noise: Tensor) -> Tensor:
         mean, log_std = dist
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return mean + log_std.exp() * noise
+        return mean + log_std.exp() * noise.to(mean.dtype)
 
 
 class CategoricalMLPPolicy(MLPPolicy):
@@ -146,10 +154,14 @@ class CategoricalMLPPolicy(MLPPolicy):
     def kl(self, old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
         return (old[0].exp() * (old[0] - new[0])).sum(-1)
 
-    def draw(self, dist: tuple[Tensor, ...], generator: torch.Generator | None) -> Tensor:
-        log_p = dist[0]
-        flat = log_p.reshape(-1, log_p.shape[-1]).exp()
-        return torch.multinomial(flat, 1, generator=generator).view(log_p.shape[:-1])
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        return torch.rand(shape, generator=generator, dtype=torch.float64)
+
+    def act(self, dist: tuple[Tensor, ...], noise: Tensor) -> Tensor:
+        # inverse CDF: the first action whose cumulative probability exceeds the uniform draw
+        cdf = dist[0].double().exp().cumsum(-1)
+        index = (cdf <= noise.unsqueeze(-1)).sum(-1)
+        return index.clamp(max=dist[0].shape[-1] - 1)
 
 
 def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:

@@ -147,6 +147,20 @@ def make_vector_env(
     return env
 
 
+def draw_randomness(
+    policy: MLPPolicy,
+    num_tasks: int,
+    episodes_per_task: int,
+    horizon: int,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> tuple[np.ndarray, Tensor]:
+    """The reset seeds [N·E] (from ``rng``) and action noise [T, N, E, ...] (from ``generator``)
+    of one sampling call, drawn before any env runs."""
+    seeds = rng.integers(0, 2**31 - 1, size=num_tasks * episodes_per_task)
+    return seeds, policy.noise((horizon, num_tasks, episodes_per_task), generator)
+
+
 @contextlib.contextmanager
 def policy_threads(env: gym.vector.VectorEnv) -> Iterator[None]:
     """Run the policy on one torch thread while ``env`` is an engine that steps on all cores.
@@ -231,9 +245,20 @@ class Sampler:
         """Run one episode in every sub-env with π_params.
 
         Every sub-env is reset with its own seed drawn from ``rng``; ``generator`` draws the
-        action noise. With ``per_task_params`` every tensor of ``params`` has a leading task
-        dimension.
+        action noise of every sub-env and step up front. With ``per_task_params`` every tensor
+        of ``params`` has a leading task dimension.
         """
+        seeds, noise = draw_randomness(
+            policy, self.num_tasks, self.episodes_per_task, self.horizon, rng, generator
+        )
+        return self.run(policy, params, per_task_params, seeds, noise)
+
+    def run(
+        self, policy: MLPPolicy, params: Params, per_task_params: bool, seeds: np.ndarray, noise: Tensor
+    ) -> Episodes:
+        """The rollout of :meth:`sample` from given reset ``seeds`` [N·E] and action ``noise``
+        [T, N, E, ...]: the same seeds and noise give the same episodes, whichever process runs
+        them. Entries after a sub-env's episode ended are zero (and masked)."""
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
         obs_buf = torch.zeros(T, N, E, self.obs_dim)
         act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype)
@@ -241,26 +266,25 @@ class Sampler:
         mask_buf = torch.zeros(T, N, E)
         params = {k: v.detach() for k, v in params.items()}
         task_dim = 0 if per_task_params else None
-
-        seeds = rng.integers(0, 2**31 - 1, size=N * E)
         try:
             obs, _ = self.env.reset(seed=[int(s) for s in seeds])
         except Exception as exc:
             raise self._fault("reset", exc) from exc
         alive = np.ones(N * E, dtype=bool)
         steps = 0
-        with policy_threads(self.env):
+        with policy_threads(self.env), torch.no_grad():
             for t in range(T):
                 o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
-                actions = policy.sample(params, o, task_dim=task_dim, generator=generator)
+                actions = policy.act(policy.dist(params, o, task_dim), noise[t])
                 try:
                     obs, reward, terminated, truncated, _ = self.env.step(
                         self.env_actions(actions.reshape(N * E, *policy.action_shape).numpy())
                     )
                 except Exception as exc:
                     raise self._fault(f"step {t}", exc) from exc
-                obs_buf[t], act_buf[t] = o, actions
                 alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)
+                obs_buf[t] = o * alive_t.unsqueeze(-1)
+                act_buf[t] = actions * alive_t.view(N, E, *([1] * len(policy.action_shape))).to(actions.dtype)
                 rew_buf[t] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).view(N, E) * alive_t
                 mask_buf[t] = alive_t
                 alive &= ~(np.asarray(terminated) | np.asarray(truncated))
