@@ -26,8 +26,8 @@ def _train(args: argparse.Namespace) -> int:
     from metarl.trainer import CHECKPOINT, Trainer
 
     if args.resume:
-        if args.config or args.set or args.seed is not None or args.out:
-            raise MetarlError("--resume DIR takes no CONFIG, --out, --seed or --set")
+        if args.config or args.set or args.seed is not None or args.out or args.ray_address:
+            raise MetarlError("--resume DIR takes no CONFIG, --out, --seed, --set or --ray-address")
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
     else:
         if not args.config:
@@ -35,6 +35,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides = list(args.set or [])
         if args.seed is not None:
             overrides.append(f"seed={args.seed}")
+        if args.ray_address:
+            overrides += ["sampler.backend=ray", f"sampler.ray_address={args.ray_address}"]
         config = load_config(args.config, overrides)
         if config.env != SINUSOID:
             spec = resolve_env_id(config.env)
@@ -52,7 +54,9 @@ def _train(args: argparse.Namespace) -> int:
             )
         trainer = Trainer(config, out, progress=not args.no_progress)
     where = f"run directory: {trainer.out_dir}"
-    if trainer.sampler is not None:
+    if trainer.sampler is not None and trainer.sampler.backend == "ray":
+        where += f"; sampler: Ray, {len(trainer.sampler.workers)} workers"
+    elif trainer.sampler is not None:
         env = trainer.sampler.env
         where += (
             f"; sampler: {type(env.unwrapped).__name__} "
@@ -241,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     train.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument(
+        "--ray-address", metavar="ADDRESS|local", help="sample on Ray: a cluster address, or local"
+    )
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="adapt a trained policy to held-out tasks", parents=[common])

@@ -26,7 +26,7 @@ ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp", "maml", "imaml", "pretr
 ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
-SAMPLER_BACKENDS = ("auto", "sync", "async")
+SAMPLER_BACKENDS = ("auto", "sync", "async", "ray")
 
 
 @dataclass
@@ -70,6 +70,8 @@ class SamplerConfig:
 
     backend: str = "auto"
     num_threads: int = 0  # threads of a batched engine; 0 = the usable cores
+    num_workers: int = 2  # ray: actors, each sampling a shard of the meta-batch's tasks
+    ray_address: str = ""  # ray: the cluster to join ("" or "local": start a local Ray)
 
 
 @dataclass
@@ -188,6 +190,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trpo.curvature_tasks": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "sampler.backend": (lambda v: v in SAMPLER_BACKENDS, f"one of {', '.join(SAMPLER_BACKENDS)}"),
     "sampler.num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = the usable cores)"),
+    "sampler.num_workers": (lambda v: v >= 1, "an integer >= 1"),
     "checkpoint.keep_last": (lambda v: v >= 0, "an integer >= 0"),
     "max_failed_iterations": (lambda v: v >= 1, "an integer >= 1"),
 }

@@ -87,7 +87,7 @@ def adapt_and_evaluate(
         num_tasks,
         episodes_per_task,
         config.horizon,
-        backend=config.sampler.backend,
+        backend="auto" if config.sampler.backend == "ray" else config.sampler.backend,
         env_kwargs=config.env_kwargs,
         num_threads=config.sampler.num_threads,
         rescale_actions=config.policy.rescale_actions,

@@ -62,6 +62,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise MetarlError(f"checkpoint {str(path)!r} is corrupt or truncated ({exc})") from None
 
 
+def make_sampler(config: Config, num_tasks: int | None = None, episodes: int | None = None) -> Any:
+    """The config's sampler: local (:class:`Sampler`) or on Ray (:class:`RaySampler`)."""
+    args = (
+        config.env,
+        num_tasks or config.meta_batch_size,
+        episodes or config.episodes_per_task,
+        config.horizon,
+    )
+    kwargs = {
+        "env_kwargs": config.env_kwargs,
+        "num_threads": config.sampler.num_threads,
+        "rescale_actions": config.policy.rescale_actions,
+    }
+    if config.sampler.backend == "ray":
+        from metarl.ray_sampler import RaySampler
+
+        return RaySampler(
+            *args, num_workers=config.sampler.num_workers, address=config.sampler.ray_address, **kwargs
+        )
+    return Sampler(*args, backend=config.sampler.backend, **kwargs)
+
+
 def _score(metrics: dict[str, float]) -> float:
     """What ``best.pt`` maximises: the post-adaptation return (RL) or −loss (supervised)."""
     if "return/post_adaptation" in metrics:
@@ -98,7 +120,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng([config.seed, TRAIN_STREAM])
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.sampler: Sampler | None = None
+        self.sampler: Any = None
         if config.env == SINUSOID:  # supervised few-shot regression: no env, no sampler
             self.policy = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)
             self.algorithm = SupervisedMetaLearner(self.policy, config)
@@ -108,16 +130,7 @@ class Trainer:
                     f"algorithm: {config.algorithm!r} is a supervised learner (env {SINUSOID}); "
                     f"for RL use one of {', '.join(ALGORITHMS)}"
                 )
-            self.sampler = Sampler(
-                config.env,
-                config.meta_batch_size,
-                config.episodes_per_task,
-                config.horizon,
-                backend=config.sampler.backend,
-                env_kwargs=config.env_kwargs,
-                num_threads=config.sampler.num_threads,
-                rescale_actions=config.policy.rescale_actions,
-            )
+            self.sampler = make_sampler(config)
             sampler = self.sampler
             self.policy = make_policy(config, sampler.obs_dim, sampler.act_dim, sampler.discrete)
             self.algorithm = ALGORITHMS[config.algorithm](self.policy, sampler, config)
