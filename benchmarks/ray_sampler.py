@@ -1,6 +1,7 @@
 """Env-steps/s of the Ray sampler against the local one, at the paper's cheetah size.
 
     python benchmarks/ray_sampler.py [--tasks 40] [--episodes 20] [--horizon 200] [--workers 1,2]
+                                     [--address HEAD_IP:6379]
 
 Each figure is the best of --rounds sampling calls (after one warm-up call) with the same policy.
 The local sampler steps all envs in one batched engine on all cores; each Ray worker holds a
@@ -45,6 +46,7 @@ def main() -> None:
     p.add_argument("--workers", default="1,2")
     p.add_argument("--worker-threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     a = p.parse_args()
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(17, 6, (100, 100))
@@ -53,7 +55,7 @@ def main() -> None:
     local.close()
     print(f"{a.env}: {a.tasks} tasks x {a.episodes} episodes x {a.horizon} steps, best of {a.rounds}")
     print(f"local batched engine         {base:10,.0f} env-steps/s")
-    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.init(address=a.address, include_dashboard=False, log_to_driver=False)
     for w in [int(x) for x in a.workers.split(",")]:
         s = RaySampler(a.env, a.tasks, a.episodes, a.horizon, num_workers=w, num_threads=a.worker_threads)
         r = rate(s, policy, a.rounds)
