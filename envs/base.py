@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from gymnasium.vector import VectorEnv
 
 
 @runtime_checkable
@@ -63,3 +64,47 @@ class PhysicsTask:
     body_inertia: tuple[float, ...]
     dof_damping: tuple[float, ...]
     geom_friction: tuple[float, ...]
+
+
+class TaskVectorEnv(VectorEnv):
+    """Base of the families' own vector envs: every sub-env carries its own task.
+
+    ``reference`` is a single env of the family (it samples and validates tasks). Subclasses
+    turn the tasks into arrays in ``_set_task_arrays``.
+    """
+
+    reference: Any
+    num_envs: int
+    _tasks: list[Any]
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        return self.reference.sample_tasks(n, rng)
+
+    def set_tasks(self, tasks: list[Any]) -> None:
+        """Give sub-env ``i`` the task ``tasks[i]``."""
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
+        self._validate_tasks(list(tasks))
+        self._set_task_arrays(list(tasks))
+        self._tasks = list(tasks)
+
+    def get_tasks(self) -> list[Any]:
+        return list(self._tasks)
+
+    def _validate_tasks(self, tasks: list[Any]) -> None:
+        """Raise on a task the family does not accept (``_set_task_arrays`` may check too)."""
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        raise NotImplementedError
+
+    def per_env_seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
+        """``reset``'s seed argument as one seed per sub-env, as ``SyncVectorEnv`` spreads it
+        (an int ``s`` gives ``s, s + 1, ...``)."""
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
+        return seeds

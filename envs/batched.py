@@ -18,9 +18,10 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from metarl_envs.ant import AntDirEnv, AntGoalEnv, AntVelEnv
+from metarl_envs.base import TaskVectorEnv
 from metarl_envs.half_cheetah import HalfCheetahDirEnv, HalfCheetahVelEnv
 from metarl_envs.rand_params import (
     FIELDS,
@@ -41,7 +42,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-class MujocoBatchVectorEnv(VectorEnv):
+class MujocoBatchVectorEnv(TaskVectorEnv):
     """``num_envs`` copies of ``single_env_cls``, simulated together by ``mujoco.batch``."""
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -84,25 +85,11 @@ class MujocoBatchVectorEnv(VectorEnv):
         self.set_tasks(self._tasks)
 
     # --- the task protocol, per sub-env ---------------------------------------------------------
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
-        return self.reference.sample_tasks(n, rng)
-
-    def set_tasks(self, tasks: list[Any]) -> None:
-        """Give sub-env ``i`` the task ``tasks[i]`` (validated by the reference env)."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
+    def _validate_tasks(self, tasks: list[Any]) -> None:
         for task in tasks:
-            self.reference.set_task(task)
-        self._set_task_arrays(list(tasks))
-        self._tasks = list(tasks)
-
-    def get_tasks(self) -> list[Any]:
-        return list(self._tasks)
+            self.reference.set_task(task)  # the single env's checks and messages
 
     # --- what a family defines ------------------------------------------------------------------
-    def _set_task_arrays(self, tasks: list[Any]) -> None:
-        raise NotImplementedError
-
     def _bind_fields(self) -> None:
         """Bind the further MjData fields the family reads (``self.batch.bind``)."""
 
@@ -141,14 +128,7 @@ class MujocoBatchVectorEnv(VectorEnv):
         self._autoreset[ids] = False
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
+        seeds = self.per_env_seeds(seed)
         mask = np.ones(self.num_envs, dtype=bool)
         if options and "reset_mask" in options:
             mask = np.asarray(options["reset_mask"], dtype=bool)

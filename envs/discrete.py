@@ -22,9 +22,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
-from metarl_envs.base import check_n
+from metarl_envs.base import TaskVectorEnv, check_n
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class TabularMDPEnv(gym.Env):
 
 
 # --- the NumPy twins --------------------------------------------------------------------------
-class _SeededVectorEnv(VectorEnv):
+class _SeededVectorEnv(TaskVectorEnv):
     """NumPy vector env with one generator per sub-env and Gymnasium's ``NEXT_STEP`` autoreset."""
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -192,33 +192,12 @@ class _SeededVectorEnv(VectorEnv):
         self._tasks: list[Any] = [single.get_task()] * num_envs
         self.set_tasks(self._tasks)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
-        return self.reference.sample_tasks(n, rng)
-
-    def set_tasks(self, tasks: list[Any]) -> None:
-        """Give sub-env ``i`` the task ``tasks[i]``."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
-        self._set_task_arrays(list(tasks))
-        self._tasks = list(tasks)
-
-    def get_tasks(self) -> list[Any]:
-        return list(self._tasks)
-
     def _draw(self, ids: np.ndarray, method: str, *args: Any) -> np.ndarray:
         """One draw of ``Generator.method(*args)`` from each of the sub-envs ``ids``."""
         return np.array([getattr(self._rngs[i], method)(*args) for i in ids])
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
-        for i, s in enumerate(seeds):
+        for i, s in enumerate(self.per_env_seeds(seed)):
             if s is not None:
                 self._rngs[i] = seeding.np_random(s)[0]
         ids = np.arange(self.num_envs)
@@ -249,9 +228,6 @@ class _SeededVectorEnv(VectorEnv):
             truncated = ~restart & (self._elapsed >= self.max_episode_steps)
         self._autoreset = terminated | truncated
         return self._observe(), reward, terminated, truncated, {}
-
-    def _set_task_arrays(self, tasks: list[Any]) -> None:
-        raise NotImplementedError
 
     def _reset_ids(self, ids: np.ndarray) -> None:
         raise NotImplementedError
