@@ -57,6 +57,20 @@ def tiny_maml(inner_steps: int = 1, first_order: bool = False, discrete: bool = 
     return algo, batches, valid
 
 
+def interrupt_at_iteration(trainer, n: int) -> None:
+    """Make ``trainer`` raise KeyboardInterrupt when its ``n``-th iteration starts (a Ctrl-C)."""
+    real = trainer.algorithm.train_iteration
+    calls = {"n": 0}
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    trainer.algorithm.train_iteration = interrupted
+
+
 @pytest.fixture
 def maml_problem():
     return tiny_maml()

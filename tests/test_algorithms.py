@@ -9,7 +9,7 @@ from metarl.algorithms.reptile import reptile_update
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.trainer import Trainer
-from tests.conftest import tiny_maml
+from tests.conftest import interrupt_at_iteration, tiny_maml
 
 TINY = {
     "env": "metarl/Navigation2D-v0",
@@ -111,16 +111,7 @@ def test_each_algorithm_trains_changes_theta_and_resumes_exactly(tmp_path, overr
     assert any(not torch.equal(before[k], v) for k, v in full.policy.state_dict().items())
 
     part = Trainer(config, tmp_path / "part", progress=False)
-    real = part.algorithm.train_iteration
-    calls = {"n": 0}
-
-    def interrupted(*args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    part.algorithm.train_iteration = interrupted
+    interrupt_at_iteration(part, 3)
     with pytest.raises(KeyboardInterrupt):
         part.train()
     resumed = Trainer.resume(tmp_path / "part", progress=False)

@@ -12,6 +12,7 @@ import yaml
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.trainer import Trainer
+from tests.conftest import interrupt_at_iteration
 
 TINY = {
     "env": "metarl/Navigation2D-v0",
@@ -84,16 +85,7 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(tmp_pat
     full.train()
 
     part = Trainer(config, tmp_path / "part", progress=False)
-    calls = {"n": 0}
-    real_step = part.algorithm.train_iteration
-
-    def interrupted(*args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    part.algorithm.train_iteration = interrupted
+    interrupt_at_iteration(part, 3)
     with pytest.raises(KeyboardInterrupt):
         part.train()
     resumed = Trainer.resume(tmp_path / "part", progress=False)
