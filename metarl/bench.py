@@ -202,7 +202,7 @@ def format_sampler(r: dict[str, Any]) -> str:
         ),
     ]
     rows.append(
-        (f"(e) Batch.step alone, {r['num_envs']} envs, recorded controls", r["physics_alone_steps_per_s"])
+        (f"(e) Batch.step alone, {r['num_envs']} envs, recorded states", r["physics_alone_steps_per_s"])
     )
     rows += [(f"    batched engine, {k} thread(s)", v) for k, v in r.get("threads", {}).items()]
     width = max(len(name) for name, _ in rows)
