@@ -87,10 +87,20 @@ def _sb3() -> Any:
     return stable_baselines3
 
 
-def train_ppo(config: Config, oracle: bool, timesteps: int, num_envs: int = 4, seed: int = 0) -> Any:
-    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size."""
+def train_ppo(
+    config: Config,
+    oracle: bool,
+    timesteps: int,
+    num_envs: int = 4,
+    seed: int = 0,
+    log_dir: str | Path | None = None,
+) -> Any:
+    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size.
+    With ``log_dir``, PPO's own metrics (episode return, losses) go there as TensorBoard events
+    and ``progress.csv``; without, nothing is written."""
     sb3 = _sb3()
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger, configure
 
     vec = make_vec_env(lambda: _ppo_env(config, seed, oracle), n_envs=num_envs, seed=seed)
     activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[config.policy.activation]
@@ -99,6 +109,8 @@ def train_ppo(config: Config, oracle: bool, timesteps: int, num_envs: int = 4, s
     if isinstance(vec.action_space, gym.spaces.Box):
         policy_kwargs["log_std_init"] = config.policy.init_log_std
     model = sb3.PPO("MlpPolicy", vec, policy_kwargs=policy_kwargs, seed=seed, verbose=0, device="cpu")
+    # SB3's default logger makes an empty temp folder per model; log where the user looks instead.
+    model.set_logger(configure(str(log_dir), ["csv", "tensorboard"]) if log_dir else Logger(None, []))
     model.learn(total_timesteps=timesteps)
     return model
 
@@ -157,7 +169,7 @@ def make_baseline(
     state: dict[str, Any] = {"iteration": 0, "config": config.to_dict(), "method": kind}
     out.mkdir(parents=True, exist_ok=True)
     if kind in ("pretrained", "oracle"):
-        model = train_ppo(config, kind == "oracle", timesteps, num_envs, config.seed)
+        model = train_ppo(config, kind == "oracle", timesteps, num_envs, config.seed, log_dir=out / "ppo")
         model.save(out / PPO_FILE)
         state["timesteps"] = timesteps
         if kind == "pretrained":

@@ -63,6 +63,9 @@ def test_baselines_build_run_directories_that_evaluate_and_compare(tmp_path, cap
         out = tmp_path / kind
         args = ["baseline", kind, str(config), "--out", str(out), "--timesteps", "256", "--num-envs", "2"]
         assert main(args) == 0
+        if kind != "random":  # PPO's own curves land in the run directory
+            assert "rollout/ep_rew_mean" in (out / "ppo" / "progress.csv").read_text()
+            assert list((out / "ppo").glob("events.out.tfevents.*"))
         js = tmp_path / f"{kind}.json"
         assert main(["evaluate", str(out), "--tasks", "3", "--steps", "1", "--json", str(js)]) == 0
         result = json.loads(js.read_text())
