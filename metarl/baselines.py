@@ -70,8 +70,18 @@ class TaskInObservation(gym.ObservationWrapper):
         return np.concatenate([np.ravel(observation), task]).astype(np.float32)
 
 
+def _unit_actions(env: gym.Env, config: Config) -> gym.Env:
+    """PPO acts in [−1, 1]ᵈ, as metarl's policies do, when the config rescales actions: SB3
+    samples a unit-std Gaussian at the start, which on a narrow Box (navigation's ±0.1) would be
+    clipped almost always."""
+    space = env.action_space
+    if config.policy.rescale_actions and isinstance(space, gym.spaces.Box) and space.is_bounded():
+        return gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    return env
+
+
 def _ppo_env(config: Config, seed: int, oracle: bool) -> gym.Env:
-    env = make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs)
+    env = _unit_actions(make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs), config)
     if oracle:
         env = TaskInObservation(env)
     return RandomTaskEachReset(env, seed)
@@ -115,10 +125,12 @@ def train_ppo(
     return model
 
 
-def policy_from_ppo(model: Any, policy: MLPPolicy, action_space: gym.Space, rescale: bool) -> MLPPolicy:
+def policy_from_ppo(model: Any, policy: MLPPolicy, rescale: bool) -> MLPPolicy:
     """Copy an SB3 PPO actor into ``policy`` (same layer sizes). A Gaussian metarl policy acts in
-    [−1, 1]ᵈ mapped onto the Box bounds when ``rescale``; SB3 acts in the env's units, so the
-    output layer and log-std are converted: mean_ours = (mean_sb3 − offset) / scale."""
+    [−1, 1]ᵈ mapped onto the Box bounds when ``rescale``; SB3 acts in the units of its own action
+    space (``model.action_space``: [−1, 1]ᵈ for models from :func:`train_ppo`, the env's units for
+    others), so the output layer and log-std are converted: mean_ours = (mean_sb3 − offset) / scale."""
+    action_space = model.action_space
     sb3 = model.policy.state_dict()
     ours = policy.state_dict()
     layers = sorted(
@@ -162,7 +174,6 @@ def make_baseline(
     out = Path(out_dir)
     probe = Sampler(config.env, 1, 1, config.horizon, backend="sync", env_kwargs=config.env_kwargs)
     obs_dim, act_dim, discrete = probe.obs_dim, probe.act_dim, probe.discrete
-    action_space = probe.env.single_action_space
     probe.close()
     torch.manual_seed(config.seed)
     policy = make_policy(config, obs_dim, act_dim, discrete)
@@ -173,7 +184,7 @@ def make_baseline(
         model.save(out / PPO_FILE)
         state["timesteps"] = timesteps
         if kind == "pretrained":
-            policy_from_ppo(model, policy, action_space, config.policy.rescale_actions)
+            policy_from_ppo(model, policy, config.policy.rescale_actions)
     if kind != "oracle":
         state["policy"] = policy.state_dict()
     (out / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -191,7 +202,11 @@ def evaluate_oracle(
     sb3 = _sb3()
     model = sb3.PPO.load(Path(run_dir) / PPO_FILE, device="cpu")
     rng = np.random.default_rng([seed, EVAL_STREAM])
-    env = TaskInObservation(make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs))
+    env = make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs)
+    space = env.action_space
+    if isinstance(space, gym.spaces.Box) and space != model.action_space:
+        env = _unit_actions(env, config)  # the model was trained on [−1, 1]ᵈ actions
+    env = TaskInObservation(env)
     tasks = env.unwrapped.sample_tasks(num_tasks, rng)
     episodes = episodes_per_task or config.episodes_per_task
     returns = []

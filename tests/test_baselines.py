@@ -30,20 +30,40 @@ def test_ppo_actor_loads_into_our_policy_and_acts_like_sb3(env_id):
     model = train_ppo(config, oracle=False, timesteps=256, num_envs=2)
     sampler = Sampler(env_id, 1, 1, 12, backend="sync")
     policy = make_policy(config, sampler.obs_dim, sampler.act_dim)
-    policy_from_ppo(model, policy, sampler.env.single_action_space, rescale=True)
+    policy_from_ppo(model, policy, rescale=True)
     obs = np.random.default_rng(0).normal(size=(16, sampler.obs_dim)).astype(np.float32)
-    sb3_actions, _ = model.predict(obs, deterministic=True)
+    sb3_actions, _ = model.predict(obs, deterministic=True)  # in PPO's [-1, 1] units
+    mean, _ = policy.dist(policy.params(), torch.as_tensor(obs))
+    space = sampler.env.single_action_space
+    ours = np.clip(sampler.env_actions(mean.detach().numpy()), space.low, space.high)
+    scale, offset = (space.high - space.low) / 2, (space.high + space.low) / 2
+    np.testing.assert_allclose(ours, sb3_actions * scale + offset, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(policy.log_std.detach(), model.policy.log_std.detach())
+    sampler.close()
+
+
+def test_ppo_in_env_units_is_converted_to_our_units():
+    """An SB3 model trained on the raw Box (not by train_ppo) still maps onto our policy."""
+    from stable_baselines3 import PPO
+
+    config = config_from_dict(TINY)
+    sampler = Sampler(TINY["env"], 1, 1, 12, backend="sync")
+    env = gym.make(TINY["env"])
+    kwargs = {"net_arch": [8, 8], "activation_fn": torch.nn.ReLU}
+    model = PPO("MlpPolicy", env, policy_kwargs=kwargs, n_steps=64, batch_size=32, seed=0)
+    model.learn(64)
+    policy = make_policy(config, sampler.obs_dim, sampler.act_dim)
+    policy_from_ppo(model, policy, rescale=True)
+    obs = np.random.default_rng(1).normal(size=(16, sampler.obs_dim)).astype(np.float32)
+    sb3_actions, _ = model.predict(obs, deterministic=True)  # in the env's units (±0.1)
     mean, _ = policy.dist(policy.params(), torch.as_tensor(obs))
     space = sampler.env.single_action_space
     ours = np.clip(sampler.env_actions(mean.detach().numpy()), space.low, space.high)
     np.testing.assert_allclose(ours, sb3_actions, rtol=1e-5, atol=1e-6)
-    # the stochastic parts agree too: log-std in our [-1, 1] units
-    scale = (space.high - space.low) / 2
-    torch.testing.assert_close(
-        policy.log_std.detach(),
-        model.policy.log_std.detach() - torch.log(torch.as_tensor(scale, dtype=torch.float32)),
-    )
+    scale = torch.as_tensor((space.high - space.low) / 2, dtype=torch.float32)
+    torch.testing.assert_close(policy.log_std.detach(), model.policy.log_std.detach() - torch.log(scale))
     sampler.close()
+    env.close()
 
 
 def test_oracle_sees_the_task():

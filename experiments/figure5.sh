@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Reproduce one task of the MAML paper's Figure 5 (Finn et al. 2017): meta-train MAML-TRPO (and
+# any other learners named in LEARNERS), build the random, pretrained and oracle baselines, evaluate
+# everything on the same 40 held-out tasks after 0-3 adaptation steps, and write the JSONs, the
+# comparison table, the figure and the best MAML checkpoint to experiments/results/<task>/.
+#
+#   bash experiments/figure5.sh halfcheetah_vel                 # the paper's 500 iterations
+#   ITERATIONS=200 PPO_STEPS=1000000 bash experiments/figure5.sh halfcheetah_dir
+#   LEARNERS="maml_trpo fomaml promp" bash experiments/figure5.sh navigation_2d
+#
+# Every stage is skipped when its output exists, and a stopped meta-training run is continued
+# with --resume, so the script can be interrupted and run again. RUNS and RESULTS move the run
+# directories (default runs/) and the outputs. EXTRA holds --set overrides for
+# the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
+set -euo pipefail
+
+task=${1:?usage: bash experiments/figure5.sh TASK (the name of a config in experiments/)}
+config=experiments/$task.yaml
+[[ -f $config ]] || { echo "no config $config" >&2; exit 2; }
+iterations=${ITERATIONS:-500}
+ppo_steps=${PPO_STEPS:-1000000}
+learners=${LEARNERS:-maml_trpo}
+runs=${RUNS:-runs}/$task
+results=${RESULTS:-experiments/results/$task}
+read -r -a extra <<<"${EXTRA:-}"
+mkdir -p "$runs" "$results"
+
+for learner in $learners; do
+    run=$runs/$learner
+    if [[ -f $run/checkpoint.pt ]]; then
+        metarl train --resume "$run" --no-progress
+    else
+        metarl train "$config" --out "$run" --set "algorithm=$learner" --set "iterations=$iterations" \
+            "${extra[@]}" --no-progress
+    fi
+    metarl evaluate "$run" --checkpoint best --tasks 40 --steps 3 --json "$results/$learner.json"
+done
+cp "$runs/maml_trpo/best.pt" "$results/maml.pt" 2>/dev/null || true
+
+for kind in random pretrained oracle; do
+    run=$runs/$kind
+    [[ -f $run/checkpoint.pt ]] || metarl baseline "$kind" "$config" --out "$run" --timesteps "$ppo_steps"
+    metarl evaluate "$run" --tasks 40 --steps 3 --json "$results/$kind.json"
+done
+
+metarl compare "$results"/*.json | tee "$results/compare.txt"
+metarl plot "$results"/*.json --out "$results/$task.png"
