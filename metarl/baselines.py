@@ -76,7 +76,8 @@ def _unit_actions(env: gym.Env, config: Config) -> gym.Env:
     clipped almost always."""
     space = env.action_space
     if config.policy.rescale_actions and isinstance(space, gym.spaces.Box) and space.is_bounded():
-        return gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        unit = np.ones(space.shape, dtype=space.dtype)
+        return gym.wrappers.RescaleAction(env, -unit, unit)
     return env
 
 
