@@ -194,15 +194,22 @@ def make_baseline(
 
 
 def evaluate_oracle(
-    run_dir: str | Path, config: Config, num_tasks: int, seed: int, episodes_per_task: int | None
+    run_dir: str | Path,
+    config: Config,
+    num_tasks: int,
+    seed: int,
+    episodes_per_task: int | None,
+    deterministic: bool = False,
 ) -> dict[str, Any]:
     """The oracle's return on the held-out tasks that ``evaluate`` draws for this seed (its
-    deterministic actions, no adaptation): the ceiling of the normalized score."""
+    no adaptation): the ceiling of the normalized score. Actions are sampled from the policy, as
+    every other method's are, unless ``deterministic`` (PPO's mean action: a higher return)."""
     from metarl.trainer import EVAL_STREAM
 
     sb3 = _sb3()
     model = sb3.PPO.load(Path(run_dir) / PPO_FILE, device="cpu")
     rng = np.random.default_rng([seed, EVAL_STREAM])
+    torch.manual_seed(seed)  # PPO's action noise
     env = make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs)
     space = env.action_space
     if isinstance(space, gym.spaces.Box) and space != model.action_space:
@@ -218,7 +225,7 @@ def evaluate_oracle(
             obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
             done = False
             while not done:
-                action, _ = model.predict(obs, deterministic=True)
+                action, _ = model.predict(obs, deterministic=deterministic)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 total += float(reward)
                 done = terminated or truncated
@@ -236,4 +243,5 @@ def evaluate_oracle(
         "tasks": [repr(t) for t in tasks],
         "seed": seed,
         "episodes_per_task": episodes,
+        "deterministic": deterministic,
     }

@@ -79,7 +79,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     config, policy = load_policy(args.run, which=args.checkpoint)
     if policy is None:  # the oracle baseline: its SB3 policy sees the task; no adaptation
-        result = evaluate_oracle(args.run, config, args.tasks, args.seed, args.episodes)
+        result = evaluate_oracle(
+            args.run, config, args.tasks, args.seed, args.episodes, deterministic=args.deterministic
+        )
         print(f"{config.env}: oracle on {args.tasks} held-out tasks (seed {args.seed})")
         print(f"return {result['mean_return'][0]:.2f} ± {result['stderr'][0]:.2f}")
         _write_json(args.json, result)
@@ -260,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr", type=float, help="first adaptation step size (default: the config's)")
     ev.add_argument("--later-lr", type=float, help="later steps' size (default: half of --lr)")
     ev.add_argument("--episodes", type=int, help="episodes per task per step (default: the config's)")
+    ev.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="oracle runs: act with PPO's mean action (default: sample, as every method does)",
+    )
     ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     ev.add_argument("--json", help="write the results as JSON here")
     ev.set_defaults(func=_evaluate)

@@ -91,6 +91,8 @@ def test_baselines_build_run_directories_that_evaluate_and_compare(tmp_path, cap
         result = json.loads(js.read_text())
         assert result["method"] == kind
         assert len(result["mean_return"]) == (1 if kind == "oracle" else 2)
+        if kind == "oracle":  # sampled actions, like every other method, unless --deterministic
+            assert result["deterministic"] is False
         results.append(str(js))
     capsys.readouterr()
     assert main(["compare", *results]) == 0
