@@ -35,7 +35,7 @@ for learner in $learners; do
     fi
     metarl evaluate "$run" --checkpoint best --tasks 40 --steps 3 --json "$results/$learner.json"
 done
-cp "$runs/maml_trpo/best.pt" "$results/maml.pt" 2>/dev/null || true
+if [[ -f $runs/maml_trpo/best.pt ]]; then cp "$runs/maml_trpo/best.pt" "$results/maml.pt"; fi
 
 for kind in random pretrained oracle; do
     run=$runs/$kind

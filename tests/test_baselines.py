@@ -24,6 +24,13 @@ TINY = {
 }
 
 
+def _mean_env_actions(policy, sampler, obs):
+    """Our policy's mean action for ``obs`` as the env receives it (clipped), and the Box."""
+    mean, _ = policy.dist(policy.params(), torch.as_tensor(obs))
+    space = sampler.env.single_action_space
+    return np.clip(sampler.env_actions(mean.detach().numpy()), space.low, space.high), space
+
+
 @pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0"])
 def test_ppo_actor_loads_into_our_policy_and_acts_like_sb3(env_id):
     config = config_from_dict({**TINY, "env": env_id})
@@ -33,9 +40,7 @@ def test_ppo_actor_loads_into_our_policy_and_acts_like_sb3(env_id):
     policy_from_ppo(model, policy, rescale=True)
     obs = np.random.default_rng(0).normal(size=(16, sampler.obs_dim)).astype(np.float32)
     sb3_actions, _ = model.predict(obs, deterministic=True)  # in PPO's [-1, 1] units
-    mean, _ = policy.dist(policy.params(), torch.as_tensor(obs))
-    space = sampler.env.single_action_space
-    ours = np.clip(sampler.env_actions(mean.detach().numpy()), space.low, space.high)
+    ours, space = _mean_env_actions(policy, sampler, obs)
     scale, offset = (space.high - space.low) / 2, (space.high + space.low) / 2
     np.testing.assert_allclose(ours, sb3_actions * scale + offset, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(policy.log_std.detach(), model.policy.log_std.detach())
@@ -56,9 +61,7 @@ def test_ppo_in_env_units_is_converted_to_our_units():
     policy_from_ppo(model, policy, rescale=True)
     obs = np.random.default_rng(1).normal(size=(16, sampler.obs_dim)).astype(np.float32)
     sb3_actions, _ = model.predict(obs, deterministic=True)  # in the env's units (±0.1)
-    mean, _ = policy.dist(policy.params(), torch.as_tensor(obs))
-    space = sampler.env.single_action_space
-    ours = np.clip(sampler.env_actions(mean.detach().numpy()), space.low, space.high)
+    ours, space = _mean_env_actions(policy, sampler, obs)
     np.testing.assert_allclose(ours, sb3_actions, rtol=1e-5, atol=1e-6)
     scale = torch.as_tensor((space.high - space.low) / 2, dtype=torch.float32)
     torch.testing.assert_close(policy.log_std.detach(), model.policy.log_std.detach() - torch.log(scale))
