@@ -17,7 +17,7 @@ YAML
 checksum() {
   python - "$1" <<'PY'
 import hashlib, sys, torch
-s = torch.load(sys.argv[1], weights_only=False)
+s = torch.load(sys.argv[1], weights_only=True)
 h = hashlib.sha256(b"".join(v.numpy().tobytes() for v in s["policy"].values())).hexdigest()[:16]
 print(f"iteration {s['iteration']}  params sha256 {h}")
 PY
@@ -25,7 +25,7 @@ PY
 metarl train "$dir/cfg.yaml" --out "$dir/full" --no-progress --force > /dev/null 2>&1
 metarl train "$dir/cfg.yaml" --out "$dir/killed" --no-progress --force > /dev/null 2>&1 &
 pid=$!
-until [ -f "$dir/killed/checkpoint.pt" ] && python -c "import torch,sys; sys.exit(torch.load('$dir/killed/checkpoint.pt', weights_only=False)['iteration'] < 3)" 2> /dev/null; do sleep 0.2; done
+until [ -f "$dir/killed/checkpoint.pt" ] && python -c "import torch,sys; sys.exit(torch.load('$dir/killed/checkpoint.pt', weights_only=True)['iteration'] < 3)" 2> /dev/null; do sleep 0.2; done
 sleep 0.5
 kill -9 "$pid"; wait "$pid" 2> /dev/null || true
 echo "killed with SIGKILL:  $(checksum "$dir/killed/checkpoint.pt")"

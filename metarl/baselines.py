@@ -9,7 +9,8 @@
   return on each held-out task is the ceiling of the normalized score.
 
 Each is a run directory: ``config.yaml``, ``checkpoint.pt`` (``method`` names the baseline) and,
-for PPO, ``ppo.zip`` (the SB3 model).
+for PPO, ``ppo.zip`` (the SB3 model). The oracle's ``ppo.zip`` is read without unpickling: only its
+parameters are loaded (``weights_only=True``) into a PPO model rebuilt from the config.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
 from metarl.config import Config
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy
+from metarl.sampler import resolve_env_id
 from metarl.tasks import make_env
 
 BASELINES = ("random", "pretrained", "oracle")
@@ -82,7 +85,8 @@ def _unit_actions(env: gym.Env, config: Config) -> gym.Env:
 
 
 def _ppo_env(config: Config, seed: int, oracle: bool) -> gym.Env:
-    env = _unit_actions(make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs), config)
+    env_id = resolve_env_id(config.env).id  # imports a user's module:, from the cwd too
+    env = _unit_actions(make_env(env_id, max_episode_steps=config.horizon, **config.env_kwargs), config)
     if oracle:
         env = TaskInObservation(env)
     return RandomTaskEachReset(env, seed)
@@ -162,35 +166,99 @@ def policy_from_ppo(model: Any, policy: MLPPolicy, rescale: bool) -> MLPPolicy:
 
 
 def make_baseline(
-    kind: str, config: Config, out_dir: str | Path, timesteps: int = 1_000_000, num_envs: int = 4
+    kind: str,
+    config: Config,
+    out_dir: str | Path,
+    timesteps: int = 1_000_000,
+    num_envs: int = 4,
+    force: bool = False,
 ) -> Path:
-    """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir``."""
+    """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir`` (locked
+    while it is written; with ``force`` an earlier run there is replaced, and only its files)."""
+    from metarl.runs import CHECKPOINT, CONFIG_FILE, RunDirectory
     from metarl.sampler import Sampler
-    from metarl.trainer import CHECKPOINT, CONFIG_FILE, atomic_save, make_policy
+    from metarl.trainer import make_policy
 
     if kind not in BASELINES:
         raise MetarlError(f"unknown baseline {kind!r}; expected one of {', '.join(BASELINES)}")
     if timesteps < 1:
         raise MetarlError(f"--timesteps: got {timesteps}, expected a positive integer")
     out = Path(out_dir)
+    run = RunDirectory(out)
+    run.check_new(force, resume_hint=False)
     probe = Sampler(config.env, 1, 1, config.horizon, backend="sync", env_kwargs=config.env_kwargs)
     obs_dim, act_dim, discrete = probe.obs_dim, probe.act_dim, probe.discrete
     probe.close()
     torch.manual_seed(config.seed)
     policy = make_policy(config, obs_dim, act_dim, discrete)
     state: dict[str, Any] = {"iteration": 0, "config": config.to_dict(), "method": kind}
-    out.mkdir(parents=True, exist_ok=True)
-    if kind in ("pretrained", "oracle"):
-        model = train_ppo(config, kind == "oracle", timesteps, num_envs, config.seed, log_dir=out / "ppo")
-        model.save(out / PPO_FILE)
-        state["timesteps"] = timesteps
-        if kind == "pretrained":
-            policy_from_ppo(model, policy, config.policy.rescale_actions)
-    if kind != "oracle":
-        state["policy"] = policy.state_dict()
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    atomic_save(state, out / CHECKPOINT)
+    with run:
+        try:
+            run.start_over()
+            if kind in ("pretrained", "oracle"):
+                before = run.snapshot()
+                model = train_ppo(
+                    config, kind == "oracle", timesteps, num_envs, config.seed, log_dir=out / "ppo"
+                )
+                model.save(out / PPO_FILE)
+                run.claim_new_files(before)
+                run.claim([PPO_FILE])
+                state["timesteps"] = timesteps
+                if kind == "pretrained":
+                    policy_from_ppo(model, policy, config.policy.rescale_actions)
+            if kind != "oracle":
+                state["policy"] = policy.state_dict()
+            run.write_text(CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            run.save(CHECKPOINT, state)
+        except OSError as exc:
+            raise MetarlError(run.write_error(exc)) from None
     return out
+
+
+def _model_acts_in_unit_box(path: Path, config: Config) -> bool:
+    """Whether an SB3 model file was trained on [−1, 1]ᵈ actions (models from :func:`train_ppo`
+    that rescale) or in the env's units (older models). Read from the readable bounds SB3 writes
+    beside each pickled space in its ``data`` JSON; nothing is unpickled."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            space = json.loads(archive.read("data"))["action_space"]
+        low = np.array(space["low"].strip("[]").split(), dtype=float)
+        high = np.array(space["high"].strip("[]").split(), dtype=float)
+    except (KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
+        return config.policy.rescale_actions
+    return bool(np.all(low == -1.0) and np.all(high == 1.0))
+
+
+def load_oracle(run_dir: str | Path, config: Config) -> tuple[Any, gym.Env]:
+    """The oracle's SB3 PPO model and the env it acts in (the task appended to the observation),
+    from ``ppo.zip`` read without unpickling: the model is rebuilt from the config (network size,
+    activation) and the env's spaces, then given the saved parameters (``policy.pth``, loaded
+    with ``weights_only=True``)."""
+    from metarl.checkpoint import load_sb3_policy_state
+
+    sb3 = _sb3()
+    path = Path(run_dir) / PPO_FILE
+    params = load_sb3_policy_state(path)
+    env = make_env(resolve_env_id(config.env).id, max_episode_steps=config.horizon, **config.env_kwargs)
+    if _model_acts_in_unit_box(path, config):
+        env = _unit_actions(env, config)
+    env = TaskInObservation(env)
+    activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[config.policy.activation]
+    hidden = list(config.policy.hidden_sizes)
+    policy_kwargs = {"net_arch": {"pi": hidden, "vf": hidden}, "activation_fn": activation}
+    model = sb3.PPO("MlpPolicy", env, policy_kwargs=policy_kwargs, device="cpu", n_steps=2, batch_size=2)
+    try:
+        model.policy.load_state_dict(params)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise MetarlError(
+            f"{str(path)!r} does not fit the oracle of this config ({config.env}, hidden sizes "
+            f"{hidden}): {first}"
+        ) from None
+    return model, env
 
 
 def evaluate_oracle(
@@ -206,19 +274,13 @@ def evaluate_oracle(
     every other method's are, unless ``deterministic`` (PPO's mean action: a higher return)."""
     from metarl.trainer import EVAL_STREAM
 
-    sb3 = _sb3()
-    model = sb3.PPO.load(Path(run_dir) / PPO_FILE, device="cpu")
+    model, env = load_oracle(run_dir, config)
     rng = np.random.default_rng([seed, EVAL_STREAM])
     torch.manual_seed(seed)  # PPO's action noise
-    env = make_env(config.env, max_episode_steps=config.horizon, **config.env_kwargs)
-    space = env.action_space
-    if isinstance(space, gym.spaces.Box) and space != model.action_space:
-        env = _unit_actions(env, config)  # the model was trained on [−1, 1]ᵈ actions
-    env = TaskInObservation(env)
     tasks = env.unwrapped.sample_tasks(num_tasks, rng)
     episodes = episodes_per_task or config.episodes_per_task
     returns = []
-    for task in tasks:
+    for task in tqdm(tasks, desc="oracle, tasks", disable=None, leave=False):
         env.unwrapped.set_task(task)
         total = 0.0
         for _ in range(episodes):

@@ -125,6 +125,10 @@ def bench_sampler(
     Each figure is the best of ``rounds`` runs of ``steps`` steps from the same reset, so
     that a noisy machine slows no backend more than another; ``threads`` also times the
     batched engine at each of those thread counts (scaling).
+
+    A part that fails (say AsyncVectorEnv's fork running out of memory after (a) and (b) ran)
+    does not lose the others: ``results["failed"]`` maps its name to the error, the figures
+    that need it are left out, and the rest are measured and returned.
     """
     spec = resolve_env_id(env_id)
     single = gym.make(env_id).unwrapped
@@ -143,80 +147,132 @@ def bench_sampler(
     results: dict[str, Any] = {"env_id": env_id, "num_envs": num_envs, "steps": steps, "cores": cores}
     horizon = spec.max_episode_steps or 1000
 
-    recorder = None
-    for key, backend, n in [
-        ("batched", "vector_entry_point", num_envs),
-        ("sync", "sync", num_envs),
-        ("async", "async", async_envs),
-    ]:
-        env = make_vector_env(env_id, n, horizon=horizon, backend=backend)
+    results["async_envs"] = async_envs
+    results["rounds"] = rounds
+    results["frame_skip"] = frame_skip
+    results["threads"] = {}
+    results["failed"] = {}
+
+    def attempt(part: str, measure: Any, *args: Any) -> None:
+        """Run one part; a failure is recorded under its name, and the next part runs."""
+        try:
+            measure(*args)
+        except MetarlError:
+            raise
+        except Exception as exc:  # out of memory, a fork that failed, a worker that died, ...
+            message = " ".join(str(exc).split())
+            results["failed"][part] = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+    recorder: _StateRecorder | None = None
+
+    def run(key: str, backend: str, n: int, num_threads: int = 0) -> None:
+        nonlocal recorder
+        env = make_vector_env(env_id, n, horizon=horizon, backend=backend, num_threads=num_threads)
         try:
             _throughput(env, env_id, policy, min(steps, 5), seed)  # warm-up
-            record = _StateRecorder(env) if key == "batched" else None
-            results[f"{key}_steps_per_s"] = max(
+            record = _StateRecorder(env) if key == "batched" and not num_threads else None
+            best = max(
                 _throughput(env, env_id, policy, steps, seed, record if r == 0 else None)
                 for r in range(rounds)
             )
+            if num_threads:
+                results["threads"][num_threads] = best
+                return
+            results[f"{key}_steps_per_s"] = best
             if record is not None:
                 results["physics_alone_steps_per_s"] = max(_physics_alone(env, record) for _ in range(rounds))
-            recorder = record or recorder
-        finally:
-            env.close()
-    results["async_envs"] = async_envs
-    results["rounds"] = rounds
-    results["threads"] = {}
-    for k in threads or []:
-        env = make_vector_env(env_id, num_envs, horizon=horizon, backend="vector_entry_point", num_threads=k)
-        try:
-            _throughput(env, env_id, policy, min(steps, 5), seed)
-            results["threads"][k] = max(_throughput(env, env_id, policy, steps, seed) for _ in range(rounds))
+                recorder = record
         finally:
             env.close()
 
-    assert recorder is not None
-    step_s = mj_step_seconds(model, recorder.stacked(), repeats=rounds)
+    # (c) first: its workers are forked from this process, which is small before (a) and (b)
+    # have held num_envs envs (a large parent is what makes a fork fail with ENOMEM).
+    for key, backend, n in [
+        ("async", "async", async_envs),
+        ("batched", "vector_entry_point", num_envs),
+        ("sync", "sync", num_envs),
+    ]:
+        attempt(_PART_NAMES[key].format(**results), run, key, backend, n)
+    for k in threads or []:
+        attempt(f"batched engine, {k} thread(s)", run, "batched", "vector_entry_point", num_envs, k)
+
+    def physics_limit() -> None:
+        assert recorder is not None
+        step_s = mj_step_seconds(model, recorder.stacked(), repeats=rounds)
+        results["mj_step_us"] = step_s * 1e6
+        results["mj_step_states"] = len(recorder.ids) * steps
+        results["physics_limit_steps_per_s"] = cores / (frame_skip * step_s)
+
+    if recorder is not None:  # (d) is timed on the states of (a)
+        attempt("(d) physics limit", physics_limit)
     single.close()
-    results["mj_step_us"] = step_s * 1e6
-    results["mj_step_states"] = len(recorder.ids) * steps
-    results["frame_skip"] = frame_skip
-    results["physics_limit_steps_per_s"] = cores / (frame_skip * step_s)
-    a = results["batched_steps_per_s"]
-    results["batched_over_limit"] = a / results["physics_limit_steps_per_s"]
-    results["batched_over_physics_alone"] = a / results["physics_alone_steps_per_s"]
-    results["physics_alone_over_limit"] = (
-        results["physics_alone_steps_per_s"] / results["physics_limit_steps_per_s"]
-    )
-    results["batched_over_sync"] = a / results["sync_steps_per_s"]
-    results["batched_over_async"] = a / results["async_steps_per_s"]
+    for name, num, den in [
+        ("batched_over_limit", "batched", "physics_limit"),
+        ("batched_over_physics_alone", "batched", "physics_alone"),
+        ("physics_alone_over_limit", "physics_alone", "physics_limit"),
+        ("batched_over_sync", "batched", "sync"),
+        ("batched_over_async", "batched", "async"),
+    ]:
+        if f"{num}_steps_per_s" in results and f"{den}_steps_per_s" in results:
+            results[name] = results[f"{num}_steps_per_s"] / results[f"{den}_steps_per_s"]
     return results
 
 
+_PART_NAMES = {
+    "batched": "(a) batched engine, {num_envs} envs",
+    "sync": "(b) SyncVectorEnv, {num_envs} envs",
+    "async": "(c) AsyncVectorEnv, {async_envs} processes",
+}
+
+
+def failure_line(r: dict[str, Any]) -> str:
+    """One line naming the parts of a benchmark that failed, and why."""
+    failed = "; ".join(f"{part} failed: {error}" for part, error in r.get("failed", {}).items())
+    return f"bench: {failed} (the figures that were measured are printed above)"
+
+
 def format_sampler(r: dict[str, Any]) -> str:
+    """The figures of :func:`bench_sampler`; a part that failed shows as ``failed`` (its error
+    is in ``r["failed"]``) and the figures and ratios that need it are left out."""
+    failed = r.get("failed", {})
+    mj_step = f"{r['mj_step_us']:.2f} us" if "mj_step_us" in r else "?"
     rows = [
-        (f"(a) batched engine, {r['num_envs']} envs", r["batched_steps_per_s"]),
-        (f"(b) SyncVectorEnv, {r['num_envs']} envs", r["sync_steps_per_s"]),
-        (f"(c) AsyncVectorEnv, {r['async_envs']} processes", r["async_steps_per_s"]),
+        (_PART_NAMES["batched"].format(**r), r.get("batched_steps_per_s")),
+        (_PART_NAMES["sync"].format(**r), r.get("sync_steps_per_s")),
+        (_PART_NAMES["async"].format(**r), r.get("async_steps_per_s")),
         (
-            f"(d) physics limit: {r['cores']} cores / ({r['frame_skip']} x {r['mj_step_us']:.2f} us)",
-            r["physics_limit_steps_per_s"],
+            f"(d) physics limit: {r['cores']} cores / ({r['frame_skip']} x {mj_step})",
+            r.get("physics_limit_steps_per_s"),
         ),
+        (f"(e) Batch.step alone, {r['num_envs']} envs, recorded states", r.get("physics_alone_steps_per_s")),
     ]
-    rows.append(
-        (f"(e) Batch.step alone, {r['num_envs']} envs, recorded states", r["physics_alone_steps_per_s"])
-    )
     rows += [(f"    batched engine, {k} thread(s)", v) for k, v in r.get("threads", {}).items()]
+    rows += [(f"    {part}", None) for part in failed if part.startswith("batched engine, ")]
     width = max(len(name) for name, _ in rows)
     lines = [
         f"{r['env_id']}, MLP policy in the loop, {r['steps']} steps per env, best of {r['rounds']} rounds"
     ]
-    lines += [f"{name:<{width}}  {value:>10,.0f} env-steps/s" for name, value in rows]
-    lines.append(f"mj_step measured on one thread over {r['mj_step_states']:,} states of the batched run")
-    lines.append(
-        f"a/d = {r['batched_over_limit']:.2f}   a/b = {r['batched_over_sync']:.1f}x   "
-        f"a/c = {r['batched_over_async']:.1f}x   "
-        f"(a/e = {r['batched_over_physics_alone']:.2f}: the policy and NumPy around the physics; "
-        f"e/d = {r['physics_alone_over_limit']:.2f}: how the physics scales over the cores)"
-    )
+    for name, value in rows:
+        if value is not None:
+            lines.append(f"{name:<{width}}  {value:>10,.0f} env-steps/s")
+        else:
+            why = "failed" if any(name.strip().startswith(part) for part in failed) else "not measured"
+            lines.append(f"{name:<{width}}  {why:>10}")
+    if "mj_step_states" in r:
+        lines.append(f"mj_step measured on one thread over {r['mj_step_states']:,} states of the batched run")
+    ratios = [
+        ("a/d = {:.2f}", "batched_over_limit"),
+        ("a/b = {:.1f}x", "batched_over_sync"),
+        ("a/c = {:.1f}x", "batched_over_async"),
+    ]
+    shown = [fmt.format(r[key]) for fmt, key in ratios if key in r]
+    notes = [
+        ("a/e = {:.2f}: the policy and NumPy around the physics", "batched_over_physics_alone"),
+        ("e/d = {:.2f}: how the physics scales over the cores", "physics_alone_over_limit"),
+    ]
+    noted = [fmt.format(r[key]) for fmt, key in notes if key in r]
+    if shown or noted:
+        lines.append("   ".join(shown) + (f"   ({'; '.join(noted)})" if noted else ""))
     return "\n".join(lines)
 
 
@@ -227,6 +283,8 @@ def bench_iteration(
     the meta-step, averaged over ``iterations`` after one warm-up iteration."""
     from metarl.trainer import Trainer
 
+    if iterations < 1:
+        raise MetarlError(f"--iterations: got {iterations}, expected a positive integer")
     config = load_config(config_path, ["iterations=1", *(overrides or [])])
     if config.env.startswith("supervised/"):
         raise MetarlError(f"bench iteration times RL sampling and meta-steps; {config.env!r} is supervised")

@@ -6,24 +6,52 @@ User mistakes (bad config, unknown env, missing run) print one line and exit wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from metarl.errors import MetarlError, TrainingStopped
 from metarl.supervised import SINUSOID
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 3  # training stopped itself (e.g. repeated failed meta-steps)
+_ACTIVE: dict[str, Any] = {}  # the trainer of this command, for the message of an interrupt
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run stops between two checkpoint writes' effects."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """The one line printed for Ctrl-C or SIGTERM, with the command that continues the run."""
+    name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    trainer = _ACTIVE.get("trainer")
+    if trainer is None:
+        print(f"metarl: interrupted ({name})", file=sys.stderr)
+    else:
+        print(
+            f"metarl: interrupted ({name}); the checkpoint of iteration {trainer.iteration} is kept; "
+            f"continue with: metarl train --resume {trainer.out_dir}",
+            file=sys.stderr,
+        )
+    return 143 if isinstance(exc, Terminated) else 130
 
 
 def _train(args: argparse.Namespace) -> int:
     from metarl.config import load_config
+    from metarl.runs import RunDirectory
     from metarl.sampler import resolve_env_id
     from metarl.tasks import check_task_env, make_env
-    from metarl.trainer import CHECKPOINT, Trainer
+    from metarl.trainer import Trainer
 
     if args.resume:
         if args.config or args.set or args.seed is not None or args.out or args.ray_address:
@@ -47,12 +75,9 @@ def _train(args: argparse.Namespace) -> int:
             if args.out
             else Path("runs") / (f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         )
-        if (out / CHECKPOINT).exists() and not args.force:
-            raise MetarlError(
-                f"{str(out)!r} already holds a run; use --resume {out} to continue it "
-                "or --force to start over"
-            )
-        trainer = Trainer(config, out, progress=not args.no_progress)
+        RunDirectory(out).check_new(args.force)  # before the sampler starts: refuse in one line
+        trainer = Trainer(config, out, progress=not args.no_progress, force=args.force)
+    _ACTIVE["trainer"] = trainer
     where = f"run directory: {trainer.out_dir}"
     if trainer.sampler is not None and trainer.sampler.backend == "ray":
         where += f"; sampler: Ray, {len(trainer.sampler.workers)} workers"
@@ -75,9 +100,26 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from metarl.baselines import evaluate_oracle
-    from metarl.evaluation import adapt_and_evaluate, load_policy
+    from metarl.evaluation import adapt_and_evaluate, checkpoint_path, load_policy
 
+    # Every check on the arguments runs before the evaluation: nothing runs for minutes to fail.
+    _check_seed("--seed", args.seed)
+    if args.tasks < 1 or args.steps < 0:
+        raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {args.tasks} and {args.steps}")
+    for flag, value in (("--episodes", args.episodes), ("--shots", args.shots)):
+        if value is not None and value < 1:
+            raise MetarlError(f"need {flag} >= 1, got {value}")
+    _check_step_size("--lr", args.lr, positive=True)
+    _check_step_size("--later-lr", args.later_lr, positive=False)  # <= 0: adapt_and_evaluate says it
+    _output_file("--json", args.json, "result.json")
     config, policy = load_policy(args.run, which=args.checkpoint)
+    method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
+    iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
+    print(
+        f"scoring {checkpoint_path(args.run, args.checkpoint)} ({method}{iteration}) on {args.tasks} "
+        f"held-out tasks of {args.env or config.env}",
+        file=sys.stderr,
+    )
     if policy is None:  # the oracle baseline: its SB3 policy sees the task; no adaptation
         result = evaluate_oracle(
             args.run, config, args.tasks, args.seed, args.episodes, deterministic=args.deterministic
@@ -108,15 +150,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         lr=args.lr,
         later_lr=args.later_lr,
         env_id=args.env,
+        progress=True,
     )
     print(f"{result['env_id']}: {args.tasks} held-out tasks (seed {args.seed})")
     print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
     for k, mean, err in zip(result["steps"], result["mean_return"], result["stderr"], strict=True):
         print(f"{k:>5}  {mean:>12.2f}  {err:>8.2f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+    _write_json(args.json, result)
     return 0
 
 
@@ -153,39 +193,100 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_seed(flag: str, seed: int) -> None:
+    from metarl.config import MAX_SEED
+
+    if not 0 <= seed <= MAX_SEED:
+        raise MetarlError(f"{flag}: got {seed}, expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
+
+
+def _check_step_size(flag: str, value: float | None, positive: bool) -> None:
+    """``--lr``-like flags: a finite number (and > 0 where ``positive``), or a one-line error."""
+    import math
+
+    if value is not None and (not math.isfinite(value) or (positive and value <= 0)):
+        raise MetarlError(f"{flag}: got {value}, expected a finite number > 0")
+
+
+def _output_file(flag: str, path: str | None, example: str, suffixes: tuple[str, ...] = ()) -> Path | None:
+    """Check, before any work, that ``path`` names a file that can be written: not a directory
+    (nor ending in a slash), under no file, in a writable folder, with one of ``suffixes`` if
+    given. ``example`` is the file name suggested for a directory."""
+    import os
+
+    if not path:
+        return None
+    out = Path(path)
+    if path.endswith(("/", os.sep)) or out.is_dir():
+        raise MetarlError(f"{flag} {path!r} is a directory; give a file name, e.g. {str(out / example)!r}")
+    existing = next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise MetarlError(f"{flag} {path!r}: {str(existing)!r} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MetarlError(f"{flag} {path!r}: {str(existing)!r} is not writable")
+    if suffixes and out.suffix.lower().lstrip(".") not in suffixes:
+        got = f"ends in {out.suffix!r}" if out.suffix else "has no file extension"
+        shown = ", ".join("." + s for s in suffixes[:6]) + (", ..." if len(suffixes) > 6 else "")
+        like = str(out.with_suffix("." + suffixes[0]))
+        raise MetarlError(f"{flag} {path!r} {got}; name a {shown} file, e.g. {like!r}")
+    return out
+
+
 def _write_json(path: str | None, result: dict) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(result, indent=2))
-        print(f"wrote {path}")
+    """Write ``result`` to ``path`` (checked by :func:`_output_file` before the work) through a
+    temporary file, so that a failed write leaves an earlier file of that name whole."""
+    import os
+
+    if not path:
+        return
+    out = _output_file("--json", path, "result.json")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MetarlError(
+            f"cannot write --json {path!r}: {exc.strerror or exc}; the figures printed above are the results"
+        ) from None
+    print(f"wrote {path}")
 
 
 def _baseline(args: argparse.Namespace) -> int:
     from metarl.baselines import make_baseline
     from metarl.config import load_config
-    from metarl.trainer import CHECKPOINT
+    from metarl.runs import RunDirectory
 
+    for flag, value in (("--timesteps", args.timesteps), ("--num-envs", args.num_envs)):
+        if value < 1:
+            raise MetarlError(f"{flag}: got {value}, expected a positive integer")
     config = load_config(args.config, list(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{args.kind}"
-    if (out / CHECKPOINT).exists() and not args.force:
-        raise MetarlError(f"{str(out)!r} already holds a run; use --force to replace it")
-    make_baseline(args.kind, config, out, args.timesteps, args.num_envs)
+    # --out naming a file, a run there without --force, ...: one line before anything runs.
+    RunDirectory(out).check_new(args.force, resume_hint=False)
+    make_baseline(args.kind, config, out, args.timesteps, args.num_envs, force=args.force)
     print(f"wrote the {args.kind} baseline to {out}; evaluate it with: metarl evaluate {out}")
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from metarl.plotting import plot
 
+    first = ["png", "pdf", "svg"]  # shown first in the message
+    formats = tuple(first + sorted(set(FigureCanvasAgg.get_supported_filetypes()) - set(first)))
+    _output_file("--out", args.out, "plot.png", suffixes=formats)
     out = plot(args.inputs, args.out, title=args.title)
     print(f"wrote {out}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from metarl.plotting import compare_table, load_result
+    from metarl.plotting import compare_table, load_results
 
-    print(compare_table([load_result(p) for p in args.results]))
+    print(compare_table(load_results(args.results)))
     return 0
 
 
@@ -205,6 +306,8 @@ def _thread_counts(text: str | None) -> list[int]:
 def _bench(args: argparse.Namespace) -> int:
     from metarl import bench
 
+    _check_seed("--seed", args.seed)
+    _output_file("--json", args.json, "bench.json")
     if args.what == "sampler":
         for name in ("num_envs", "steps", "async_envs", "rounds"):
             if getattr(args, name) < 1:
@@ -224,12 +327,13 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise MetarlError("bench iteration needs --config FILE")
+        if args.iterations < 1:
+            raise MetarlError(f"--iterations: got {args.iterations}, expected a positive integer")
         result = bench.bench_iteration(args.config, args.iterations, args.set or [])
         print(bench.format_iteration(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+    _write_json(args.json, result)  # what was measured, also when a part failed (below)
+    if result.get("failed"):
+        raise MetarlError(bench.failure_line(result))
     return 0
 
 
@@ -325,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     import metarl  # noqa: F401  (registers the families before any env id is resolved)
 
+    previous = None
+    with contextlib.suppress(ValueError):  # signal handlers only exist in the main thread
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _ACTIVE.clear()
     try:
         return args.func(args)
     except TrainingStopped as exc:
@@ -333,9 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     except MetarlError as exc:
         print(f"metarl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("metarl: interrupted; the last checkpoint is kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+    finally:
+        _ACTIVE.clear()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

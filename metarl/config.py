@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -153,8 +154,14 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Ranges: key -> (predicate, what is allowed).
+# The largest seed: NumPy's legacy seeding (SB3's baselines) takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+# policy.init_log_std: exp(-5) ~ 0.007 to exp(2) ~ 7.4 as the initial action standard deviation.
+LOG_STD_RANGE = (-5.0, 2.0)
+
+# Ranges: key -> (predicate, what is allowed). Every float key is also required to be finite.
 _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "seed": (lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED} (2**32 - 1)"),
     "iterations": (lambda v: v >= 1, "an integer >= 1"),
     "meta_batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "episodes_per_task": (lambda v: v >= 1, "an integer >= 1"),
@@ -166,6 +173,10 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "policy.hidden_sizes": (
         lambda v: len(v) >= 1 and all(h >= 1 for h in v),
         "a non-empty list of integers >= 1",
+    ),
+    "policy.init_log_std": (
+        lambda v: LOG_STD_RANGE[0] <= v <= LOG_STD_RANGE[1],
+        f"a number in [{LOG_STD_RANGE[0]:g}, {LOG_STD_RANGE[1]:g}], the log of the initial action std",
     ),
     "policy.activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
     "inner.lr": (lambda v: v > 0, "a number > 0"),
@@ -213,13 +224,36 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
+def _float_value(value: Any) -> float | None:
+    """``value`` as a float: ints, floats, and strings such as ``'1e-3'`` (YAML 1.1 reads
+    scientific notation without a dot as a string); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            return math.inf
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    """Check ``value`` against the annotation ``tp``; ints (and numeric strings such as
+    ``'1e-3'``) are accepted where floats are, and floats must be finite."""
     origin = typing.get_origin(tp)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = _float_value(value)
+        if number is None:
             raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
-        return float(value)
+        if not math.isfinite(number):
+            allowed = f" (allowed: {_RULES[key][1]})" if key in _RULES else ""
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}{allowed}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
@@ -319,7 +353,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

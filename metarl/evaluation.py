@@ -8,40 +8,68 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from metarl.adaptation import adapt, compute_advantages
+from metarl.checkpoint import load_checkpoint
 from metarl.config import Config, config_from_dict
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy, Params
+from metarl.runs import BEST, CHECKPOINT
 from metarl.sampler import Sampler
 from metarl.supervised import SINUSOID, Regressor
-from metarl.trainer import BEST, CHECKPOINT, EVAL_STREAM, load_checkpoint, make_policy
+from metarl.trainer import EVAL_STREAM, make_policy
+
+
+def checkpoint_path(path: str | Path, which: str = "latest") -> Path:
+    """The checkpoint file a run directory's ``latest`` or ``best`` names, or ``path`` itself."""
+    path = Path(path)
+    if path.is_dir():
+        return path / (BEST if which == "best" else CHECKPOINT)
+    if not path.exists():
+        raise MetarlError(f"run directory or checkpoint {str(path)!r} not found")
+    return path
 
 
 def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPolicy]:
     """The config and trained policy of a run directory (``latest`` or ``best`` checkpoint)
-    or of a checkpoint file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / (BEST if which == "best" else CHECKPOINT)
-    elif not path.exists():
-        raise MetarlError(f"run directory or checkpoint {str(path)!r} not found")
+    or of a checkpoint file. The policy records where it came from: ``method``, ``checkpoint``
+    (the file) and ``iteration``."""
+    path = checkpoint_path(path, which)
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
     if state.get("method") == "oracle":
         return config, None  # type: ignore[return-value]
-    shapes = state["policy"]
+    shapes = state.get("policy")
+    if (
+        not isinstance(shapes, dict)
+        or not shapes
+        or not all(isinstance(v, torch.Tensor) for v in shapes.values())
+    ):
+        raise MetarlError(f"{str(path)!r} holds no policy parameters")
     if config.env == SINUSOID:
         model = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)
-        model.load_state_dict(shapes)
+        _load(model, shapes, path)
+        model.checkpoint, model.iteration = str(path), state.get("iteration")  # type: ignore[attr-defined]
         return config, model  # type: ignore[return-value]
     discrete = "log_std" not in shapes
     layers = sorted((k for k in shapes if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
+    if not layers:
+        raise MetarlError(f"{str(path)!r} holds no policy network")
     obs_dim, act_dim = shapes[layers[0]].shape[1], shapes[layers[-1]].shape[0]
     policy = make_policy(config, obs_dim, act_dim, discrete)
-    policy.load_state_dict(state["policy"])
+    _load(policy, shapes, path)
     policy.method = state.get("method", config.algorithm)  # type: ignore[attr-defined]
+    policy.checkpoint, policy.iteration = str(path), state.get("iteration")  # type: ignore[attr-defined]
     return config, policy
+
+
+def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise MetarlError(f"{str(path)!r}: the policy does not match its config ({first})") from None
 
 
 def _spaces(obs_dim: int, act_dim: int, discrete: bool) -> str:
@@ -59,6 +87,7 @@ def adapt_and_evaluate(
     lr: float | None = None,
     later_lr: float | None = None,
     env_id: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Adapt ``policy`` to ``num_tasks`` held-out tasks and record the return after each step.
 
@@ -69,6 +98,7 @@ def adapt_and_evaluate(
     ``episodes_per_task`` fresh episodes with the current parameters, records their mean
     return, then takes one PG step: of size ``lr`` (default: the config's inner lr) first, and
     ``later_lr`` after that (default: half of ``lr``, the MAML paper's protocol).
+    ``progress`` shows a progress bar on a terminal (one tick per sampled batch).
     """
     if num_tasks < 1 or steps < 0:
         raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
@@ -105,7 +135,8 @@ def adapt_and_evaluate(
         params: Params = {k: v.detach() for k, v in policy.params().items()}
         per_task = False
         returns = []  # [steps + 1][num_tasks]
-        for k in range(steps + 1):
+        bar = tqdm(range(steps + 1), desc="adaptation steps", disable=None if progress else True, leave=False)
+        for k in bar:
             episodes = sampler.sample(policy, params, rng, generator, per_task)
             returns.append(episodes.returns_per_task().tolist())
             if k < steps:

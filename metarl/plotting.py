@@ -13,20 +13,72 @@ TRAINING_TAGS = ("return/pre_adaptation", "return/post_adaptation")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
-    """An ``evaluate --json`` file, with its method name (the file's stem if it has none)."""
+    """An ``evaluate --json`` file, with its method name (the file's stem if it has none).
+
+    Anything else (not JSON, not an object, missing or malformed ``steps``, ``mean_return`` or
+    ``stderr``) is a one-line :class:`MetarlError` naming the file and what is wrong."""
     path = Path(path)
+    name = repr(str(path))
     try:
-        result = json.loads(path.read_text())
+        result = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise MetarlError(f"no such file: {str(path)!r}") from None
+        raise MetarlError(f"no such file: {name}") from None
+    except IsADirectoryError:
+        raise MetarlError(f"{name} is a directory, not an evaluate --json file") from None
+    except OSError as exc:
+        raise MetarlError(f"cannot read {name}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MetarlError(f"{str(path)!r} is not JSON ({exc})") from None
+        raise MetarlError(f"{name} is not JSON ({exc})") from None
+    written_by = "(written by metarl evaluate --json)"
+    if not isinstance(result, dict):
+        raise MetarlError(
+            f"{name} is not an evaluate result {written_by}: it holds a JSON {_json_type(result)}, "
+            "not an object"
+        )
     if "mean_mse" in result and "mean_return" not in result:  # supervised: lower is better
         result["mean_return"], result["metric"] = result["mean_mse"], "query MSE"
-    if not isinstance(result, dict) or not {"steps", "mean_return", "stderr"} <= set(result):
-        raise MetarlError(f"{str(path)!r} is not an evaluate result (written by metarl evaluate --json)")
+    missing = [k for k in ("steps", "mean_return", "stderr") if k not in result]
+    if missing:
+        raise MetarlError(f"{name} is not an evaluate result {written_by}: no {', '.join(missing)}")
+    length = None
+    for key in ("steps", "mean_return", "stderr"):
+        values = result[key]
+        integers = key == "steps"
+        if not isinstance(values, list) or not values or not all(_json_number(v, integers) for v in values):
+            kind = "integers" if integers else "numbers"
+            got = _json_short(values)
+            raise MetarlError(f"{name}: {key!r} must be a non-empty list of {kind}, got {got}")
+        if length is not None and len(values) != length:
+            raise MetarlError(
+                f"{name}: 'steps', 'mean_return' and 'stderr' must have the same length, "
+                f"got {len(result['steps'])}, {len(result['mean_return'])} and {len(result['stderr'])}"
+            )
+        length = len(values)
+    for key, kind, ok in (
+        ("method", "a string", lambda v: isinstance(v, str) and v != ""),
+        ("env_id", "a string", lambda v: isinstance(v, str)),
+        ("num_tasks", "an integer", lambda v: _json_number(v, True)),
+    ):
+        if key in result and not ok(result[key]):
+            raise MetarlError(f"{name}: {key!r} must be {kind}, got {_json_short(result[key])}")
     result.setdefault("method", path.stem)
     return result
+
+
+def _json_number(value: Any, integer: bool = False) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if integer else isinstance(value, (int, float))
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _json_short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def training_curves(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -43,46 +95,111 @@ def training_curves(run_dir: str | Path) -> dict[str, tuple[list[int], list[floa
     }
 
 
-def normalized_scores(results: list[dict[str, Any]]) -> dict[str, list[float]] | None:
-    """(R_k − R_random(0)) / (R_oracle − R_random(0)) per method and step, when the results
-    include a ``random`` and an ``oracle`` method (the oracle's return is its step-0 return)."""
-    by_method = {r["method"]: r for r in results}
-    if "random" not in by_method or "oracle" not in by_method:
-        return None
-    low = by_method["random"]["mean_return"][0]
-    span = by_method["oracle"]["mean_return"][0] - low
+def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """:func:`load_result` of every path, each result remembering its file (``"path"``), which
+    tells apart the rows of results that share a method (see :func:`result_labels`)."""
+    results = []
+    for path in paths:
+        result = load_result(path)
+        result["path"] = str(path)
+        results.append(result)
+    return results
+
+
+def result_labels(results: list[dict[str, Any]]) -> list[str]:
+    """One label per result, for table rows and plot legends: its method, unless other results
+    share that method; those are told apart by their files: the file's stem where it begins
+    with the method (``maml_trpo_500it``), else ``method (stem)``; by folder and stem where
+    stems repeat; numbered in order where files do not tell (or are unknown)."""
+    from collections import defaultdict
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(results):
+        groups[r["method"]].append(i)
+    labels = [r["method"] for r in results]
+    for method, same in groups.items():
+        if len(same) == 1:
+            continue
+        paths = [Path(results[i]["path"]) if results[i].get("path") else None for i in same]
+        choices = [[f"{method} #{k}" for k in range(1, len(same) + 1)]]
+        if all(paths):
+            by_stem = [p.stem if p.stem.startswith(method) else f"{method} ({p.stem})" for p in paths]
+            by_folder = [f"{method} ({p.parent.name}/{p.stem})" for p in paths]
+            choices = [by_stem, by_folder, *choices]
+        names = next(c for c in choices if len(set(c)) == len(c))
+        for i, name in zip(same, names, strict=True):
+            labels[i] = name
+    return labels
+
+
+def _reference(results: list[dict[str, Any]], labels: list[str], method: str) -> tuple[int | None, str]:
+    """The index of the ``random`` or ``oracle`` result the scores use, and a note saying which
+    when there was a choice: several such results are resolved by the one file named
+    ``random.json`` / ``oracle.json``, else refused in one line."""
+    found = [i for i, r in enumerate(results) if r["method"] == method]
+    if len(found) <= 1:
+        return (found[0] if found else None), ""
+    named = [i for i in found if results[i].get("path") and Path(results[i]["path"]).stem == method]
+    if len(named) == 1:
+        return named[0], f"{method} = {labels[named[0]]} (of {len(found)} {method} results)"
+    raise MetarlError(
+        f"{len(found)} results are {method} ({', '.join(labels[i] for i in found)}) and the score needs "
+        f"one: compare a single {method} result, or name the one to use {method}.json"
+    )
+
+
+def normalized_scores(results: list[dict[str, Any]]) -> list[list[float]] | None:
+    """(R_k − R_random(0)) / (R_oracle − R_random(0)) for every result and step, each from its
+    own returns (in the order of ``results``), when the results include a ``random`` and an
+    ``oracle`` method (the oracle's return is its step-0 return); None otherwise. Several random
+    or oracle results: see :func:`_reference`."""
+    scores, _ = _scores(results, result_labels(results))
+    return scores
+
+
+def _scores(results: list[dict[str, Any]], labels: list[str]) -> tuple[list[list[float]] | None, str]:
+    """The scores of :func:`normalized_scores` and the note on which references they use."""
+    random, random_note = _reference(results, labels, "random")
+    oracle, oracle_note = _reference(results, labels, "oracle")
+    if random is None or oracle is None:
+        return None, ""
+    low = results[random]["mean_return"][0]
+    span = results[oracle]["mean_return"][0] - low
     if span == 0:
-        return None
-    return {r["method"]: [(v - low) / span for v in r["mean_return"]] for r in results}
+        return None, ""
+    note = "; ".join(n for n in (random_note, oracle_note) if n)
+    return [[(v - low) / span for v in r["mean_return"]] for r in results], note
 
 
 def compare_table(results: list[dict[str, Any]]) -> str:
-    """Plain-text table: one row per method, mean ± standard error after each step, and the
-    normalized score of each step when random and oracle results are among them."""
+    """Plain-text table: one row per result (labelled by :func:`result_labels`), mean ± standard
+    error after each step, and the normalized score of each step when random and oracle
+    results are among them."""
     steps = max(len(r["steps"]) for r in results)
-    scores = normalized_scores(results)
+    labels = result_labels(results)
+    scores, note = _scores(results, labels)
     header = ["method"] + [f"step {k}" for k in range(steps)]
     if scores:
         header += [f"score {k}" for k in range(steps)]
     rows = []
-    for r in results:
-        row = [r["method"]]
+    for i, r in enumerate(results):
+        row = [labels[i]]
         for k in range(steps):
             if k < len(r["mean_return"]):
                 row.append(f"{r['mean_return'][k]:.2f} ± {r['stderr'][k]:.2f}")
             else:
                 row.append("")
         if scores:
-            row += [f"{v:.2f}" for v in scores[r["method"]]] + [""] * (steps - len(scores[r["method"]]))
+            row += [f"{v:.2f}" for v in scores[i]] + [""] * (steps - len(scores[i]))
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = ["  ".join(f"{x:<{w}}" for x, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)) for row in rows]
+    lines = ["  ".join(f"{x:<{w}}" for x, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     envs = sorted({r.get("env_id", "?") for r in results})
     tasks = sorted({r.get("num_tasks", 0) for r in results})
     lines.append(f"env {', '.join(envs)}; held-out tasks {', '.join(map(str, tasks))}")
     if scores:
-        lines.append("score = (R_k - R_random(0)) / (R_oracle - R_random(0))")
+        lines.append("score = (R_k - R_random(0)) / (R_oracle - R_random(0))" + (f"; {note}" if note else ""))
     return "\n".join(lines)
 
 
@@ -100,7 +217,7 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None) ->
         if path.is_dir():
             runs.append((path, training_curves(path)))
         else:
-            results.append(load_result(path))
+            results.append(load_results([path])[0])
     panels = int(bool(results)) + int(bool(runs))
     if panels == 0:
         raise MetarlError("plot needs at least one evaluate JSON or run directory")
@@ -108,13 +225,11 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None) ->
     axes = list(axes[0])
     if results:
         ax = axes.pop(0)
-        for r in results:
+        for r, label in zip(results, result_labels(results), strict=True):
             if len(r["steps"]) == 1 and r["method"] == "oracle":  # a ceiling, not a curve
-                ax.axhline(r["mean_return"][0], color="k", linestyle=":", label="oracle")
+                ax.axhline(r["mean_return"][0], color="k", linestyle=":", label=label)
                 continue
-            ax.errorbar(
-                r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=r["method"]
-            )
+            ax.errorbar(r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=label)
         ax.set_xlabel("adaptation steps")
         metric = results[0].get("metric", "return")
         ax.set_ylabel(f"mean {metric} (± s.e.)")
@@ -150,4 +265,12 @@ def _smooth(values: list[float], window: int = 5) -> list[float]:
     return out
 
 
-__all__ = ["compare_table", "load_result", "normalized_scores", "plot", "training_curves"]
+__all__ = [
+    "compare_table",
+    "load_result",
+    "load_results",
+    "normalized_scores",
+    "plot",
+    "result_labels",
+    "training_curves",
+]

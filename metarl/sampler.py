@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.errors import EnvFaultError, EnvNotFoundError, SamplerError
+from metarl.errors import EnvFaultError, EnvNotFoundError, SamplerError, TaskProtocolError
 from metarl.policies import MLPPolicy, Params
 from metarl.tasks import set_tasks, task_api, unknown_env_message
 
@@ -97,6 +97,7 @@ class TaskFaultWrapper(gym.Wrapper):
 
 def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
+    given = env_id
     if ":" in env_id:
         module, env_id = env_id.split(":", 1)
         try:
@@ -106,7 +107,7 @@ def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     try:
         return gym.spec(env_id)
     except gym.error.Error:
-        raise EnvNotFoundError(unknown_env_message(env_id)) from None
+        raise EnvNotFoundError(unknown_env_message(given)) from None
 
 
 def make_vector_env(
@@ -136,12 +137,27 @@ def make_vector_env(
         if num_threads and "num_threads" in inspect.signature(creator).parameters:
             kwargs["num_threads"] = num_threads
     else:
+        creator = spec.entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
         # Sub-envs are checked once by check_task_env; skip the per-step passive checker.
         kwargs["disable_env_checker"] = True
         kwargs["wrappers"] = [TaskFaultWrapper]
-    env = gym.make_vec(
-        spec.id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=horizon, **kwargs
-    )
+    from metarl.tasks import env_kwargs_error
+
+    # env_kwargs the env does not take: one line before any sub-env (or worker process) starts.
+    error = env_kwargs_error(env_id, creator, env_kwargs)
+    if error is not None:
+        raise error
+    try:
+        env = gym.make_vec(
+            spec.id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=horizon, **kwargs
+        )
+    except (TypeError, ValueError) as exc:
+        error = env_kwargs_error(env_id, creator, env_kwargs, exc)
+        if error is None:
+            raise
+        raise error from None
     log.info("sampler backend for %s: %s (%s)", env_id, mode, type(env).__name__)
     env.metarl_backend = mode
     return env
@@ -162,21 +178,195 @@ def draw_randomness(
 
 
 @contextlib.contextmanager
-def policy_threads(env: gym.vector.VectorEnv) -> Iterator[None]:
-    """Run the policy on one torch thread while ``env`` is an engine that steps on all cores.
+def policy_threads(env: gym.vector.VectorEnv | None = None) -> Iterator[None]:
+    """Run the policy on one torch thread while sampling; the previous count is restored after.
 
-    Between two physics calls the policy's forward pass is small, and idle torch worker
-    threads would compete for the cores the engine's threads need.
+    One thread gives the policy's forward pass a fixed reduction order: BLAS kernels split a
+    matrix product differently over different thread counts, and the float32 sums they return
+    differ in the last bits, which a few hundred env steps turn into different episodes. On one
+    thread the episodes do not depend on how many threads a process has (the Ray workers run on
+    one, the driver on all cores); :func:`task_blocks` does the rest. It also costs little:
+    between two env steps the forward pass is small, and idle torch worker threads would compete
+    for the cores a batched engine's threads need. ``env`` is accepted for callers that pass
+    the env being stepped.
     """
-    if getattr(env, "num_threads", 1) < 2:
+    before = torch.get_num_threads()
+    if before == 1:
         yield
         return
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+#: Each task's observations go through the policy as a block of a multiple of this many rows.
+BLOCK_ROWS = 32
+_ALIGN_BYTES = 64
+
+
+def task_blocks(params: Params, num_tasks: int, per_task: bool) -> Params:
+    """``params`` (shared, or with a leading task dimension when ``per_task``) as one block per
+    task, for a forward pass whose result for a task does not depend on the other tasks in the
+    call, nor on how many threads the process has. :meth:`Sampler.run` relies on it so that the
+    episodes of a task are bit-identical in a batch of all tasks and in any shard of them (Ray).
+
+    Float32 matrix products are not reproducible across such changes by themselves: BLAS (MKL)
+    picks its kernel by the number of rows (one task of two episodes in a shard: two rows; all
+    tasks: many), takes another code path where an operand does not start on a 16-byte
+    boundary (a task's rows start wherever the tasks before it end), and splits the work
+    differently over another number of threads. Each changes the last bits of the results,
+    which a few hundred env steps make into different episodes. So:
+
+    - the policy runs on one torch thread while sampling (:func:`policy_threads`);
+    - each task is a block of its own: ``vmap`` over the leading task dimension makes every
+      layer a batched product of per-task blocks, the same for a task in any call;
+    - every block starts on a 64-byte boundary and has the same number of rows: each task's
+      observations (and action noise) are padded with zero rows to a multiple of
+      :data:`BLOCK_ROWS`, which keeps every layer's per-task block of activations a multiple of
+      128 bytes long (and the vectorized element-wise ops in step with the blocks); and each
+      task's parameters are copied here into a slot of a fresh buffer whose size is a multiple
+      of 64 bytes (a precaution: MKL's one-row kernels depend on that operand's alignment too).
+    """
+    blocks = {}
+    for name, value in params.items():
+        value = value.detach()
+        if not per_task:
+            value = value.expand(num_tasks, *value.shape)
+        size = value[0].numel()
+        align = _ALIGN_BYTES // value.element_size()
+        buf = torch.empty(num_tasks, -(-size // align) * align, dtype=value.dtype)
+        buf[:, :size] = value.reshape(num_tasks, size)
+        blocks[name] = buf[:, :size].view(value.shape)
+    return blocks
+
+
+#: The most sub-envs ``backend: async`` may run: it forks one process per sub-env.
+MAX_ASYNC_ENVS = 256
+_GIB = 2**30
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Refuse, in one line, spaces metarl's policies cannot act in or observe.
+
+    Actions: a one-dimensional Box of floats (Gaussian policy) or Discrete (categorical policy).
+    Observations reach the policy as one float32 vector per sub-env (``np.prod(shape)`` values):
+    a Box of any shape, Discrete (its index, one number) or MultiBinary. A Dict, Tuple,
+    MultiDiscrete, Text, Graph, ... space would be turned into garbage or fail mid-sampling.
+    """
+
+    def show(space: gym.Space) -> str:
+        text = str(space)
+        return text if len(text) <= 100 else text[:97] + "..."
+
+    act_ok = isinstance(action_space, gym.spaces.Discrete) or (
+        type(action_space) is gym.spaces.Box
+        and len(action_space.shape) == 1
+        and action_space.shape[0] > 0
+        and np.issubdtype(action_space.dtype, np.floating)
+    )
+    if not act_ok:
+        raise TaskProtocolError(
+            f"{env_id}: action space {show(action_space)} is not supported; metarl's policies act "
+            "in a one-dimensional Box of floats (Gaussian) or a Discrete space (categorical)"
+        )
+    if not isinstance(observation_space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiBinary)):
+        raise TaskProtocolError(
+            f"{env_id}: observation space {show(observation_space)} is not supported; observations "
+            "must be a Box (any shape, flattened), Discrete or MultiBinary (wrap the env in "
+            "gymnasium.wrappers.FlattenObservation to turn a Dict, Tuple or MultiDiscrete space into a Box)"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: ``MemAvailable`` (or ``os.sysconf`` where there
+    is no /proc/meminfo), lowered to the room left under a cgroup memory limit (containers);
+    None when unknown."""
+    avail = None
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    if avail is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    # cgroup v2, then v1: the limit less what is in use and cannot be reclaimed (page cache can).
+    for limit_file, usage_file, reclaimable in [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "inactive_file"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+            "total_inactive_file",
+        ),
+    ]:
+        with contextlib.suppress(OSError, ValueError):
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            if limit == "max" or int(limit) >= 2**62:  # no limit
+                break
+            with open(usage_file) as f:
+                used = int(f.read())
+            with open(os.path.join(os.path.dirname(limit_file), "memory.stat")) as f:
+                stat = dict(line.split() for line in f if line.count(" ") == 1)
+            room = int(limit) - used + int(stat.get(reclaimable, 0))
+            avail = room if avail is None else min(avail, room)
+            break
+    return avail
+
+
+def check_batch_memory(
+    env_id: str,
+    num_tasks: int,
+    episodes_per_task: int,
+    horizon: int,
+    step_bytes: int,
+    sub_env_bytes: int = 0,
+    batches: int = 1,
+    available: int | None = None,
+) -> None:
+    """Refuse, in one line with the figures, sizes whose episodes cannot fit in memory.
+
+    ``step_bytes`` is what one env step of one sub-env takes in a batch of episodes (the
+    buffers and the action noise drawn up front), ``sub_env_bytes`` what one sub-env holds,
+    ``batches`` how many batches of episodes are kept at once. The figure is a lower bound
+    (the learner's activations and gradients come on top), so nothing that fits is refused.
+    """
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    subs = num_tasks * episodes_per_task
+    need = batches * horizon * subs * step_bytes + subs * sub_env_bytes
+    if need <= available:
+        return
+    what = "one batch of episodes" if batches == 1 else f"the {batches} batches of episodes kept at once"
+    raise SamplerError(
+        f"{env_id}: {num_tasks} tasks × {episodes_per_task} episodes per task × horizon {horizon} "
+        f"would need at least {need / _GIB:,.1f} GiB for {what}, more than the "
+        f"{available / _GIB:,.1f} GiB available; lower meta_batch_size (evaluate: --tasks), "
+        "episodes_per_task (evaluate: --episodes) or horizon"
+    )
+
+
+def _probe_env(spec: gym.envs.registration.EnvSpec, env_kwargs: dict[str, Any]) -> gym.Env | None:
+    """One single env of ``spec`` for its spaces, or None when it cannot be made (then making the
+    vector env fails too and reports why)."""
+    try:
+        return gym.make(spec.id, disable_env_checker=True, **env_kwargs)
+    except Exception as exc:
+        log.debug("probe env of %s failed: %s", spec.id, exc)
+        return None
+
+
+def _sub_env_bytes(env: gym.Env, shared_model: bool) -> int:
+    """A lower bound of the memory one sub-env holds beyond the episode buffers: for a MuJoCo
+    env its ``MjData`` buffer, and its ``MjModel`` unless the batched engine shares one;
+    0 for other envs (unknown)."""
+    base = env.unwrapped
+    parts = [getattr(base, "data", None)] + ([] if shared_model else [getattr(base, "model", None)])
+    sizes = [getattr(part, "nbuffer", 0) for part in parts]
+    return sum(int(n) for n in sizes if isinstance(n, (int, np.integer)))
 
 
 class Sampler:
@@ -192,12 +382,62 @@ class Sampler:
         env_kwargs: dict[str, Any] | None = None,
         num_threads: int = 0,
         rescale_actions: bool = True,
+        batches_kept: int = 1,
     ) -> None:
+        """``batches_kept``: how many batches of episodes the caller holds at once (a MAML
+        iteration keeps ``inner.steps + 1``); the memory check counts them.
+
+        Before the vector env is made, spaces the policies cannot act in and sizes that cannot
+        fit in memory are refused in one line, and ``backend="async"`` with more than
+        :data:`MAX_ASYNC_ENVS` sub-envs (one process each)."""
         self.env_id = env_id
         self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
-        self.env = make_vector_env(
-            env_id, num_tasks * episodes_per_task, horizon, backend, num_threads, **(env_kwargs or {})
+        num_envs = num_tasks * episodes_per_task
+        if backend == "async" and num_envs > MAX_ASYNC_ENVS:
+            raise SamplerError(
+                f"{env_id}: sampler backend async runs one process per sub-env, and {num_tasks} tasks × "
+                f"{episodes_per_task} episodes = {num_envs} sub-envs is more than {MAX_ASYNC_ENVS}; use "
+                "backend auto or sync (all sub-envs in this process), or ray (a few processes)"
+            )
+        # The memory a sampling call needs depends on the observation and action sizes, which
+        # only an env knows (an EnvSpec has no spaces). One single env is cheap whatever the
+        # sizes asked for, while the vector env of a huge batch could itself exhaust memory (or
+        # fork thousands of processes): so a probe env gives the spaces, which are checked, and
+        # the estimate is checked before the vector env exists.
+        spec = resolve_env_id(env_id)
+        probe = _probe_env(spec, env_kwargs or {})
+        if probe is None:  # the vector env will say what is wrong; bound the sizes meanwhile
+            obs_dim, act_bytes, sub_env_bytes = 1, 4, 0
+        else:
+            try:
+                check_spaces(env_id, probe.observation_space, probe.action_space)
+                obs_dim = int(np.prod(probe.observation_space.shape))
+                discrete = isinstance(probe.action_space, gym.spaces.Discrete)
+                act_bytes = 8 if discrete else 4 * int(np.prod(probe.action_space.shape))
+                batched = backend == "vector_entry_point" or (
+                    backend == "auto" and spec.vector_entry_point is not None
+                )
+                sub_env_bytes = _sub_env_bytes(probe, shared_model=batched)
+            finally:
+                probe.close()
+        # Per env step of one sub-env: observation, action, reward and mask in the episode
+        # buffers (float32; int64 action indices) and the action noise drawn up front (as large
+        # as the actions).
+        check_batch_memory(
+            env_id,
+            num_tasks,
+            episodes_per_task,
+            horizon,
+            step_bytes=4 * obs_dim + 2 * act_bytes + 8,
+            sub_env_bytes=sub_env_bytes,
+            batches=batches_kept,
         )
+        self.env = make_vector_env(env_id, num_envs, horizon, backend, num_threads, **(env_kwargs or {}))
+        try:
+            check_spaces(env_id, self.env.single_observation_space, self.env.single_action_space)
+        except TaskProtocolError:
+            self.close()
+            raise
         self.backend = self.env.metarl_backend
         self.obs_dim = int(np.prod(self.env.single_observation_space.shape))
         space = self.env.single_action_space
@@ -258,14 +498,24 @@ class Sampler:
     ) -> Episodes:
         """The rollout of :meth:`sample` from given reset ``seeds`` [N·E] and action ``noise``
         [T, N, E, ...]: the same seeds and noise give the same episodes, whichever process runs
-        them. Entries after a sub-env's episode ended are zero (and masked)."""
+        them. Entries after a sub-env's episode ended are zero (and masked).
+
+        The episodes are bit-identical however the tasks are split across processes (the Ray
+        sampler runs contiguous shards of them with the matching slices of ``seeds`` and
+        ``noise``) and whatever number of torch threads the process has: the policy's forward
+        pass computes every task's actions in the same order of operations, whichever other
+        tasks share the call. See :func:`task_blocks` for how.
+        """
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
         obs_buf = torch.zeros(T, N, E, self.obs_dim)
         act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype)
         rew_buf = torch.zeros(T, N, E)
         mask_buf = torch.zeros(T, N, E)
-        params = {k: v.detach() for k, v in params.items()}
-        task_dim = 0 if per_task_params else None
+        params = task_blocks(params, N, per_task_params)
+        # each task's observations (and action noise), padded with zero rows
+        rows = -(-E // BLOCK_ROWS) * BLOCK_ROWS
+        obs_blocks = torch.zeros(N, rows, self.obs_dim)
+        noise_blocks = torch.zeros(N, rows, *noise.shape[3:], dtype=noise.dtype)
         try:
             obs, _ = self.env.reset(seed=[int(s) for s in seeds])
         except Exception as exc:
@@ -275,7 +525,9 @@ class Sampler:
         with policy_threads(self.env), torch.no_grad():
             for t in range(T):
                 o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
-                actions = policy.act(policy.dist(params, o, task_dim), noise[t])
+                obs_blocks[:, :E], noise_blocks[:, :E] = o, noise[t]
+                dist = policy.dist(params, obs_blocks, task_dim=0)
+                actions = policy.act(dist, noise_blocks)[:, :E]
                 try:
                     obs, reward, terminated, truncated, _ = self.env.step(
                         self.env_actions(actions.reshape(N * E, *policy.action_shape).numpy())

@@ -7,8 +7,11 @@ any Gymnasium ``VectorEnv`` and checks that a user's env follows the protocol.
 
 from __future__ import annotations
 
+import inspect
 import pickle
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +20,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv, VectorWrapper
 from gymnasium.vector.async_vector_env import AsyncState
 
-from metarl.errors import EnvNotFoundError, TaskProtocolError
+from metarl.errors import ConfigError, EnvNotFoundError, TaskProtocolError
 
 PROTOCOL_METHODS = ("sample_tasks", "set_task", "get_task")
 
@@ -93,6 +96,11 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """
     try:
         return gym.make(env_id, **kwargs)
+    except (TypeError, ValueError) as exc:
+        error = env_kwargs_error(env_id, _entry_point(env_id), kwargs, exc)
+        if error is None:
+            raise
+        raise error from None
     except gym.error.Error as exc:
         if isinstance(exc, (gym.error.NameNotFound, gym.error.NamespaceNotFound)) or (
             "not found" in str(exc).lower() or "doesn't exist" in str(exc).lower()
@@ -103,20 +111,201 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise EnvNotFoundError(f"env id {env_id!r}: cannot import module {exc.name!r}") from None
 
 
+_BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+# Arguments metarl (or Gymnasium) passes to a vector entry point itself; not env_kwargs.
+_SET_BY_METARL = ("num_envs", "max_episode_steps")
+
+
+def _entry_point(env_id: str) -> Callable[..., Any] | None:
+    """The callable registered for ``env_id`` (its module already imported), or None."""
+    try:
+        creator = gym.spec(env_id.split(":", 1)[-1]).entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+    except Exception:  # only for an error message: no entry point, no list of arguments
+        return None
+    return creator if callable(creator) else None
+
+
+def _parameters(creator: Callable[..., Any]) -> tuple[list[str], bool] | None:
+    """The keyword arguments ``creator`` takes, and whether that list is exact (its signature
+    has no ``**kwargs``). A class whose ``__init__`` takes ``**kwargs`` is followed up its base
+    classes to list what they take too; that list is not exact (the class may use the kwargs
+    itself). None where inspect cannot tell."""
+    is_class = isinstance(creator, type)
+    chain = [c for c in creator.__mro__ if "__init__" in vars(c)] if is_class else [creator]
+    names: list[str] = []
+    for depth, target in enumerate(chain):
+        if target is object:  # object.__init__ takes no arguments
+            return names, depth == 0
+        try:
+            params = list(inspect.signature(target.__init__ if is_class else target).parameters.values())
+        except (TypeError, ValueError):
+            return (names, False) if depth else None
+        if is_class:
+            params = params[1:]  # self
+        names += [p.name for p in params if p.kind in _BY_KEYWORD and p.name not in names]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names, depth == 0
+        if not is_class:
+            return names, False
+    return names, False
+
+
+def env_kwargs_error(
+    env_id: str,
+    creator: Callable[..., Any] | None,
+    env_kwargs: Mapping[str, Any],
+    exc: Exception | None = None,
+) -> ConfigError | None:
+    """A one-line error when ``env_kwargs`` do not fit ``creator`` (the env's entry point or
+    vector entry point): an argument it does not take, one it sets itself, or a required one
+    missing, or a value the env refuses. Without ``exc`` only what its signature tells for sure;
+    with the ``TypeError`` or ``ValueError`` that creating the env raised, also what that says.
+    None when the kwargs are not the problem."""
+    name = getattr(creator, "__name__", None) or "the env"
+    params = _parameters(creator) if creator is not None else None
+    accepted = [p for p in params[0] if p not in _SET_BY_METARL] if params else None
+    text = str(exc) if exc is not None else ""
+    where = f"env_kwargs for {env_id!r}"
+
+    unknown = []
+    if params is not None and params[1]:  # the signature is the whole truth
+        unknown = [k for k in env_kwargs if k not in params[0]]
+    unknown += [
+        k
+        for k in re.findall(r"unexpected keyword argument '(\w+)'", text)
+        if k in env_kwargs and k not in unknown
+    ]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        if accepted:
+            takes = f"; {name} takes: {', '.join(accepted)}"
+        elif params is not None and params[1]:
+            takes = f"; {name} takes no env_kwargs"
+        else:  # inspect cannot tell
+            takes = ""
+        return ConfigError(f"{where}: unknown argument{'s' if len(unknown) > 1 else ''} {names}{takes}")
+    twice = [
+        k for k in re.findall(r"multiple values for (?:keyword )?argument '(\w+)'", text) if k in env_kwargs
+    ]
+    if twice:
+        return ConfigError(f"{where}: {name} sets {twice[0]!r} itself; remove it from env_kwargs")
+    if exc is not None and "required" in text and params is not None:
+        missing = [
+            k
+            for k in re.findall(r"'(\w+)'", text.split("required", 1)[1].split(" was raised", 1)[0])
+            if k in params[0]
+        ]
+        if missing:
+            names = ", ".join(repr(k) for k in missing)
+            return ConfigError(
+                f"{where}: {name} needs {names}; set {'them' if len(missing) > 1 else 'it'} "
+                f"in env_kwargs (e.g. --set env_kwargs.{missing[0]}=VALUE)"
+            )
+    if exc is not None and env_kwargs:  # the env refused a value the user gave it
+        message = " ".join(text.split(" was raised from the environment creator", 1)[0].split())
+        return ConfigError(f"{where} ({dict(env_kwargs)}): {name} raised {type(exc).__name__}: {message}")
+    return None
+
+
 def unknown_env_message(env_id: str) -> str:
-    """'unknown env id ...' with the closest registered ids."""
+    """'unknown env id ...' with the closest registered ids; and, when the id may be a user's
+    env (its namespace is not registered, or it is no typo of a registered id), how to name
+    one: ``module:Namespace/Env-v0``, the module being imported first."""
     import difflib
 
-    name = env_id.split(":", 1)[-1]
+    module, _, name = env_id.rpartition(":")
     ids = sorted(gym.registry)
-    close = difflib.get_close_matches(name, ids, n=3, cutoff=0.5)
+    # the same name in another namespace first (e.g. HalfCheetahVel-v0 for metarl/HalfCheetahVel-v0)
+    same = [i for i in ids if i != name and i.split("/")[-1] == name.split("/")[-1]]
+    close = list(dict.fromkeys(same + difflib.get_close_matches(name, ids, n=3, cutoff=0.5)))[:3]
     metarl_ids = [i for i in ids if i.startswith("metarl/")]
-    hint = f"did you mean {', '.join(close)}?" if close else f"metarl families: {', '.join(metarl_ids)}"
+    hint = f"did you mean {', '.join(close)}?" if close else f"metarl families: {', '.join(metarl_ids)}."
+    if module:  # the module was imported and registered something else
+        return f"unknown env id {env_id!r}; importing {module!r} registered no {name!r}; {hint}"
+    namespace = name.split("/", 1)[0] if "/" in name else None
+    typo = bool(same or difflib.get_close_matches(name, ids, n=1, cutoff=0.8))
+    if not typo or (namespace is not None and namespace not in {s.namespace for s in gym.registry.values()}):
+        hint += (
+            f" A user's env is named module:Namespace/Env-v0, e.g. my_envs:{name} "
+            "(metarl imports the module first, which registers the env)"
+        )
     return f"unknown env id {env_id!r}; {hint}"
 
 
 def _fail(env: Any, what: str, fix: str) -> TaskProtocolError:
-    return TaskProtocolError(f"{type(env).__name__}: {what}. Fix: {fix}")
+    return TaskProtocolError(f"{type(env).__name__}: {_one_line(what)}. Fix: {fix}")
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = _one_line(repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_FIX_RESET = "make reset(seed=None, options=None) return (observation, info) for any seed"
+_FIX_STEP = (
+    "make step(action) accept every action of action_space and return "
+    "(observation, reward, terminated, truncated, info)"
+)
+
+
+def _call(env: Any, what: str, fix: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; an exception from the user's env becomes a one-line error."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        raise _fail(env, f"{what} raised {type(exc).__name__}: {exc}", fix) from None
+
+
+def _is_scalar_number(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
+
+
+def _checked_step(env: Any, action: Any) -> tuple[Any, float, bool, bool, Any]:
+    """``env.step(action)``, with a one-line error when it raises or returns something else
+    than ``(observation, reward, terminated, truncated, info)`` with a number as reward."""
+    result = _call(env, "step(action)", _FIX_STEP, env.step, action)
+    if not isinstance(result, tuple) or len(result) != 5:
+        got = f"{len(result)} values" if isinstance(result, tuple) else type(result).__name__
+        raise _fail(
+            env, f"step() returned {got}", "return (observation, reward, terminated, truncated, info)"
+        )
+    reward = result[1]
+    if not _is_scalar_number(reward):
+        shape = f" of shape {np.shape(reward)}" if hasattr(reward, "shape") else ""
+        raise _fail(
+            env,
+            f"step() returned a reward of type {type(reward).__name__}{shape} ({_short(reward)})",
+            "return the reward as one number (a float; e.g. float(reward) or reward.item())",
+        )
+    obs, _, terminated, truncated, info = result
+    return obs, float(reward), bool(terminated), bool(truncated), info
+
+
+def _checked_reset(env: Any, seed: int) -> Any:
+    result = _call(env, f"reset(seed={seed})", _FIX_RESET, env.reset, seed=seed)
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise _fail(env, f"reset() returned {type(result).__name__}", "return (observation, info)")
+    return result
+
+
+def _diagnose(env: Any, seed: int) -> None:
+    """Reset and step ``env`` once; raise a one-line error naming what raised or returned wrongly."""
+    _checked_reset(env, seed)
+    space = getattr(env, "action_space", None)
+    if space is None:
+        return
+    action = _call(env, "action_space.sample()", "declare action_space as a gymnasium Space", space.sample)
+    _checked_step(env, action)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -146,9 +335,18 @@ def check_task_env(env: gym.Env, *, num_tasks: int = 4, seed: int = 0, steps: in
     ``sample_tasks``, ``set_task`` and ``get_task`` exist; that ``sample_tasks(n, rng)`` returns
     ``n`` picklable tasks drawn from ``rng`` alone (the same seed gives the same tasks); that
     ``get_task`` returns what ``set_task`` set; and that different tasks change the rewards of
-    the same seeded action sequence. Raises :class:`TaskProtocolError` naming the fix.
+    the same seeded action sequence. Raises :class:`TaskProtocolError` naming the fix, in one
+    line, also where the env itself raises (in ``reset``, ``step`` or a protocol method) or
+    ``step`` returns a reward that is not a number. The checker's warnings are shown only when
+    the env passes (a failure's one line says what to fix).
     """
-    base = env.unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        _check_task_env(env.unwrapped, num_tasks, seed, steps)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _check_task_env(base: Any, num_tasks: int, seed: int, steps: int) -> None:
     for name in PROTOCOL_METHODS:
         if not callable(getattr(base, name, None)):
             raise _fail(
@@ -168,9 +366,31 @@ def check_task_env(env: gym.Env, *, num_tasks: int = 4, seed: int = 0, steps: in
         raise _fail(
             base, f"fails gymnasium's check_env: {exc}", "fix what gymnasium's check_env reports"
         ) from None
+    except Exception as exc:  # the env raised inside the checker: name reset or step if we can
+        _diagnose(base, seed)
+        raise _fail(
+            base,
+            f"gymnasium's check_env raised {type(exc).__name__}: {exc}",
+            "make reset() and step() follow the Gymnasium API (see gymnasium.Env)",
+        ) from None
 
-    tasks_a = base.sample_tasks(num_tasks, np.random.default_rng(seed))
-    tasks_b = base.sample_tasks(num_tasks, np.random.default_rng(seed))
+    fix_sample = "make sample_tasks(n, rng) return a list of n tasks drawn from rng"
+    tasks_a = _call(
+        base,
+        f"sample_tasks({num_tasks}, rng)",
+        fix_sample,
+        base.sample_tasks,
+        num_tasks,
+        np.random.default_rng(seed),
+    )
+    tasks_b = _call(
+        base,
+        f"sample_tasks({num_tasks}, rng)",
+        fix_sample,
+        base.sample_tasks,
+        num_tasks,
+        np.random.default_rng(seed),
+    )
     if not isinstance(tasks_a, (list, tuple)) or len(tasks_a) != num_tasks:
         raise _fail(
             base,
@@ -197,20 +417,26 @@ def check_task_env(env: gym.Env, *, num_tasks: int = 4, seed: int = 0, steps: in
         )
     rewards = []
     for task in tasks_a[:2]:
-        base.set_task(task)
-        got = base.get_task()
+        _call(
+            base,
+            f"set_task({_short(task)})",
+            "make set_task accept every task sample_tasks returns",
+            base.set_task,
+            task,
+        )
+        got = _call(base, "get_task()", "make get_task() return the task set by set_task", base.get_task)
         if not _same(got, task):
             raise _fail(
                 base,
                 f"get_task() returned {got!r} after set_task({task!r})",
                 "store the task in set_task and return it from get_task",
             )
-        base.reset(seed=seed)
+        _checked_reset(base, seed)
         base.action_space.seed(seed)
         total = []
         for _ in range(steps):
-            _, reward, terminated, truncated, _ = base.step(base.action_space.sample())
-            total.append(float(reward))
+            _, reward, terminated, truncated, _ = _checked_step(base, base.action_space.sample())
+            total.append(reward)
             if terminated or truncated:
                 break
         rewards.append(total)

@@ -8,6 +8,7 @@ Checkpoints are written to a temporary file and renamed, so a crash never leaves
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -20,17 +21,19 @@ import yaml
 from tqdm import tqdm
 
 from metarl.algorithms import ALGORITHMS
+from metarl.checkpoint import atomic_save, load_checkpoint
 from metarl.config import Config, config_from_dict
 from metarl.errors import ConfigError, MetarlError, TrainingStopped
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
+from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory
 from metarl.sampler import Sampler
 from metarl.supervised import SINUSOID, Regressor, SupervisedMetaLearner
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-CONFIG_FILE = "config.yaml"
+__all__ = ["BEST", "CHECKPOINT", "CONFIG_FILE", "Trainer", "atomic_save", "load_checkpoint", "make_policy"]
+
+BASELINE_METHODS = ("random", "pretrained", "oracle")
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent task streams for training and held-out tasks
 
 
@@ -40,26 +43,6 @@ def make_policy(config: Config, obs_dim: int, act_dim: int, discrete: bool = Fal
     if discrete:
         return CategoricalMLPPolicy(obs_dim, act_dim, p.hidden_sizes, p.activation)
     return GaussianMLPPolicy(obs_dim, act_dim, p.hidden_sizes, p.activation, p.init_log_std)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint file, with a one-line error if it is missing or unreadable."""
-    if not path.is_file():
-        raise MetarlError(f"no checkpoint at {str(path)!r}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise MetarlError(f"checkpoint {str(path)!r} is corrupt or truncated ({exc})") from None
 
 
 def make_sampler(config: Config, num_tasks: int | None = None, episodes: int | None = None) -> Any:
@@ -75,6 +58,8 @@ def make_sampler(config: Config, num_tasks: int | None = None, episodes: int | N
         "num_threads": config.sampler.num_threads,
         "rescale_actions": config.policy.rescale_actions,
     }
+    if config.sampler.backend != "ray":
+        kwargs["batches_kept"] = config.inner.steps + 1  # the inner batches and the valid one
     if config.sampler.backend == "ray":
         from metarl.ray_sampler import RaySampler
 
@@ -109,12 +94,21 @@ def _summary(metrics: dict[str, float]) -> dict[str, str]:
 
 
 class Trainer:
-    """Runs ``config.iterations`` meta-iterations and writes everything into ``out_dir``."""
+    """Runs ``config.iterations`` meta-iterations and writes everything into ``out_dir``.
 
-    def __init__(self, config: Config, out_dir: str | Path, progress: bool = True) -> None:
+    The run directory is a :class:`~metarl.runs.RunDirectory`: locked while training, and only
+    files metarl wrote there are ever replaced or removed. ``force`` starts over in a directory
+    that already holds a run (removing that run's files, and nothing else).
+    """
+
+    def __init__(
+        self, config: Config, out_dir: str | Path, progress: bool = True, force: bool = False
+    ) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
+        self.force = force
+        self._resumed = False
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         torch.manual_seed(config.seed)
@@ -171,20 +165,38 @@ class Trainer:
     def resume(cls, out_dir: str | Path, progress: bool = True) -> Trainer:
         """Rebuild a trainer from ``out_dir``'s config and latest checkpoint."""
         out_dir = Path(out_dir)
+        if not out_dir.is_dir():
+            raise MetarlError(f"--resume: {str(out_dir)!r} is not a run directory")
+        RunDirectory(out_dir).check_unlocked()
         state = load_checkpoint(out_dir / CHECKPOINT)
+        if state.get("method") in BASELINE_METHODS:
+            raise MetarlError(
+                f"--resume: {str(out_dir)!r} holds the {state['method']} baseline, which is built "
+                "once and not trained further; rebuild it with metarl baseline ... --force"
+            )
+        if "rng" not in state or "iteration" not in state:
+            raise MetarlError(f"--resume: {str(out_dir / CHECKPOINT)!r} is not a training checkpoint")
         trainer = cls(config_from_dict(state["config"]), out_dir, progress)
         trainer.load_state_dict(state)
+        trainer._resumed = True
         return trainer
 
     def _guard(self, metrics: dict[str, float]) -> None:
-        """Count and report rejected meta-steps and non-finite values the learner caught."""
+        """Count and report rejected meta-steps, non-finite returns and non-finite values the
+        learner caught. An iteration whose returns (or losses) are NaN or infinite counts as
+        failed even when the learner accepted its step."""
+        reason = ""
         if metrics.get("meta/accepted", 1.0) < 1.0:
+            reason = f"meta-step rejected ({self.algorithm.last_failure})"
+        elif not math.isfinite(_score(metrics)) or not all(
+            math.isfinite(v) for k, v in metrics.items() if k.startswith(("return/", "loss/"))
+        ):
+            reason = "non-finite returns or losses (NaN or infinite rewards, or a diverged step)"
+        if reason:
             self.failed_in_a_row += 1
+            self.last_failure = reason
             log.warning(
-                "iteration %d: meta-step rejected (%s); parameters kept, %d in a row",
-                self.iteration,
-                self.algorithm.last_failure,
-                self.failed_in_a_row,
+                "iteration %d: %s; parameters kept, %d in a row", self.iteration, reason, self.failed_in_a_row
             )
         else:
             self.failed_in_a_row = 0
@@ -193,76 +205,116 @@ class Trainer:
             if metrics.get(key, 0.0) > 0:
                 log.warning("iteration %d: %s = %d", self.iteration, key, int(metrics[key]))
 
-    def _keep_history(self) -> None:
-        """Keep ``checkpoint-<iteration>.pt`` for the last ``checkpoint.keep_last`` iterations."""
+    def _keep_history(self, run: RunDirectory) -> None:
+        """Keep ``checkpoint-<iteration>.pt`` for the last ``checkpoint.keep_last`` iterations
+        (only files this run directory's manifest lists are ever removed)."""
         keep = self.config.checkpoint.keep_last
         if keep <= 0:
             return
         latest = self.out_dir / CHECKPOINT
-        numbered = self.out_dir / f"checkpoint-{self.iteration:06d}.pt"
-        numbered.unlink(missing_ok=True)
+        name = f"checkpoint-{self.iteration:06d}.pt"
+        numbered = self.out_dir / name
+        numbered.unlink(missing_ok=True)  # ours: check_new refused foreign files of our names
         try:
             os.link(latest, numbered)  # the same bytes; the next atomic save replaces only the name
         except OSError:
             shutil.copyfile(latest, numbered)
-        for old in sorted(self.out_dir.glob("checkpoint-*.pt"))[:-keep]:
-            old.unlink(missing_ok=True)
+        run.claim([name])
+        history = sorted(n for n in run.owned() if n.startswith("checkpoint-") and n.endswith(".pt"))
+        for old in history[:-keep]:
+            run.remove(old)
+
+    def _params_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.policy.state_dict().values())
 
     # --- the loop ----------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         """Run the remaining iterations; returns the last iteration's metrics."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        # purge_step drops events an interrupted run wrote after its last checkpoint.
-        writer = SummaryWriter(str(self.out_dir), purge_step=self.iteration + 1)
-        metrics: dict[str, float] = {}
-        bar = tqdm(
-            range(self.iteration, self.config.iterations),
-            initial=self.iteration,
-            total=self.config.iterations,
-            desc=Path(self.config.env).name,
-            disable=not self.progress,
-            dynamic_ncols=True,
-        )
+        run = RunDirectory(self.out_dir)
+        if not self._resumed:
+            run.check_new(self.force)
+        run.acquire()
+        writer = None
+        bar = None
+        self.last_failure = ""
         try:
+            try:
+                if not self._resumed:
+                    run.start_over()  # after --force: the earlier run's files, and only those
+                run.write_text(CONFIG_FILE, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+                before = run.snapshot()
+                # purge_step drops events an interrupted run wrote after its last checkpoint.
+                writer = SummaryWriter(str(self.out_dir), purge_step=self.iteration + 1)
+                run.claim_new_files(before)
+            except OSError as exc:
+                raise MetarlError(run.write_error(exc)) from None
+            metrics: dict[str, float] = {}
+            bar = tqdm(
+                range(self.iteration, self.config.iterations),
+                initial=self.iteration,
+                total=self.config.iterations,
+                desc=Path(self.config.env).name,
+                disable=not self.progress,
+                dynamic_ncols=True,
+            )
             for _ in bar:
-                t0 = time.perf_counter()
-                metrics = self.algorithm.train_iteration(self.rng, self.generator)
-                elapsed = time.perf_counter() - t0
-                self.iteration += 1
-                if "sampler/env_steps" in metrics:
-                    self.env_steps += int(metrics["sampler/env_steps"])
-                    metrics["sampler/env_steps_per_s"] = metrics["sampler/env_steps"] / max(
-                        metrics["time/sampling_s"], 1e-9
-                    )
-                    metrics["sampler/total_env_steps"] = float(self.env_steps)
-                metrics["time/iteration_s"] = elapsed
-                self._guard(metrics)
-                for key, value in metrics.items():
-                    writer.add_scalar(key, value, self.iteration)
-                writer.flush()
-                score = _score(metrics)
-                improved = score > self.best_return
-                if improved:
-                    self.best_return = score
-                state = self.state_dict()
-                atomic_save(state, self.out_dir / CHECKPOINT)
-                if improved:
-                    atomic_save(state, self.out_dir / BEST)
-                self._keep_history()
-                if self.failed_in_a_row >= self.config.max_failed_iterations:
-                    raise TrainingStopped(
-                        f"stopped after {self.failed_in_a_row} iterations in a row without an accepted "
-                        f"meta-step (last: {self.algorithm.last_failure}); the checkpoints in "
-                        f"{str(self.out_dir)!r} hold the last good parameters"
-                    )
+                metrics = self._iteration(run, writer)
                 bar.set_postfix(_summary(metrics))
-                log.info("iter %d: %s, %.1fs", self.iteration, _summary(metrics), elapsed)
+                log.info("iter %d: %s, %.1fs", self.iteration, _summary(metrics), metrics["time/iteration_s"])
         finally:
-            bar.close()
-            writer.close()
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.close()
             if self.sampler is not None:
                 self.sampler.close()
+            run.release()
+        return metrics
+
+    def _iteration(self, run: RunDirectory, writer: Any) -> dict[str, float]:
+        """One meta-iteration, its logs and its checkpoints."""
+        t0 = time.perf_counter()
+        metrics = self.algorithm.train_iteration(self.rng, self.generator)
+        elapsed = time.perf_counter() - t0
+        if not self._params_finite():
+            raise TrainingStopped(
+                f"iteration {self.iteration + 1} made the policy's parameters NaN or infinite; it was "
+                f"not saved, and {str(self.out_dir)!r} keeps iteration {self.iteration}"
+            )
+        self.iteration += 1
+        if "sampler/env_steps" in metrics:
+            self.env_steps += int(metrics["sampler/env_steps"])
+            metrics["sampler/env_steps_per_s"] = metrics["sampler/env_steps"] / max(
+                metrics["time/sampling_s"], 1e-9
+            )
+            metrics["sampler/total_env_steps"] = float(self.env_steps)
+        metrics["time/iteration_s"] = elapsed
+        self._guard(metrics)
+        for key, value in metrics.items():
+            writer.add_scalar(key, value, self.iteration)
+        writer.flush()
+        score = _score(metrics)
+        improved = math.isfinite(score) and score > self.best_return
+        if improved:
+            self.best_return = score
+        state = self.state_dict()
+        try:
+            # best.pt first: checkpoint.pt records the new best, so a kill between the two
+            # writes must leave best.pt ahead, never behind (a resume redoes the iteration).
+            if improved:
+                run.save(BEST, state)
+            run.save(CHECKPOINT, state)
+            self._keep_history(run)
+        except OSError as exc:
+            raise MetarlError(
+                f"{run.write_error(exc)}; the last good checkpoint (iteration {self.iteration - 1}) is kept"
+            ) from None
+        if self.failed_in_a_row >= self.config.max_failed_iterations:
+            raise TrainingStopped(
+                f"stopped after {self.failed_in_a_row} iterations in a row without an accepted "
+                f"meta-step (last: {self.last_failure}); the checkpoints in "
+                f"{str(self.out_dir)!r} hold the last good parameters"
+            )
         return metrics

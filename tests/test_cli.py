@@ -35,7 +35,7 @@ def test_train_writes_config_events_and_checkpoint_then_evaluate_writes_json(tmp
     run = tmp_path / "run"
     assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
     assert list(run.glob("events.out.tfevents.*"))
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 2 and set(state["rng"]) == {
         "numpy",
         "torch_generator",
@@ -214,7 +214,7 @@ def test_bench_sampler_and_iteration_print_their_figures_and_write_json(tmp_path
 def test_training_with_task_subsampled_curvature_runs(tmp_path, tiny_config):
     args = ["train", str(tiny_config), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main([*args, "--set", "trpo.curvature_tasks=0.5"]) == 0
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["iteration"] == 2
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 2
 
 
 @pytest.mark.parametrize(
@@ -242,7 +242,7 @@ def test_worked_example_of_a_user_env_trains_from_its_config(tmp_path, capsys, m
     args = ["train", "experiments/windy_point.yaml", "--out", str(run), "--no-progress"]
     assert main([*args, *[x for kv in tiny for x in ("--set", kv)]]) == 0
     assert "sampler: SyncVectorEnv (6 envs, backend sync)" in capsys.readouterr().err
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["iteration"] == 2
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
 
 
 @pytest.mark.parametrize("config", ["experiments/bandit.yaml", "experiments/tabular_mdp.yaml"])
@@ -252,7 +252,7 @@ def test_discrete_families_train_and_evaluate_with_a_categorical_policy(tmp_path
     args = ["train", config, "--out", str(run), "--no-progress"]
     assert main([*args, *[x for kv in tiny for x in ("--set", kv)]]) == 0
     assert "VectorEnv (12 envs, backend vector_entry_point)" in capsys.readouterr().err
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert "logits.0.weight" in state["policy"] and "log_std" not in state["policy"]
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(run), "--tasks", "3", "--steps", "1", "--json", str(out)]) == 0

@@ -78,3 +78,75 @@ def test_plot_writes_a_png_of_results_and_training_curves(tmp_path, capsys):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert main(["plot", str(tmp_path), "--out", str(out)]) == 2  # a directory that is no run
+
+
+def _named(path, method, returns):
+    """An evaluate result of ``method`` in the file ``path`` (whose stem need not be the method)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    steps = list(range(len(returns)))
+    record = {"env_id": "metarl/Navigation2D-v0", "method": method, "num_tasks": 40, "steps": steps}
+    path.write_text(json.dumps({**record, "mean_return": returns, "stderr": [0.5] * len(returns)}))
+    return path
+
+
+def test_results_sharing_a_method_get_their_own_rows_labels_and_scores(tmp_path, capsys):
+    from metarl.plotting import compare_table, load_results, normalized_scores
+
+    paths = [
+        _named(tmp_path / "maml_trpo.json", "maml_trpo", [-40.0, -12.0]),
+        _named(tmp_path / "maml_trpo_500it.json", "maml_trpo", [-41.0, -20.0]),
+        _named(tmp_path / "run2" / "eval.json", "maml_trpo", [-42.0, -30.0]),
+        _named(tmp_path / "random.json", "random", [-50.0, -45.0]),
+        _named(tmp_path / "oracle.json", "oracle", [-5.0]),
+    ]
+    results = load_results(paths)
+    # every score from the row's own returns: (R_k + 50) / 45
+    expected = [[10 / 45, 38 / 45], [9 / 45, 30 / 45], [8 / 45, 20 / 45], [0.0, 5 / 45], [1.0]]
+    assert normalized_scores(results) == expected  # exact: the same float operations
+    rows = compare_table(results).splitlines()[1:6]
+    labels = ["maml_trpo", "maml_trpo_500it", "maml_trpo (eval)", "random", "oracle"]
+    for row, label, scores in zip(rows, labels, expected, strict=True):
+        assert row.startswith(f"{label}  ") and row.split("  ")[0] == label
+        assert row.split()[-len(scores) :] == [f"{s:.2f}" for s in scores]
+    # the command computes the same scores row by row
+    assert main(["compare", *map(str, paths)]) == 0
+    out = capsys.readouterr().out.splitlines()[1:6]
+    for row, scores in zip(out, expected, strict=True):
+        assert row.split()[-len(scores) :] == [f"{s:.2f}" for s in scores]
+
+
+def test_several_random_results_use_the_file_named_random_or_are_refused(tmp_path, capsys):
+    from metarl.plotting import compare_table, load_results
+
+    maml = _named(tmp_path / "maml.json", "maml_trpo", [-40.0, -12.0])
+    oracle = _named(tmp_path / "oracle.json", "oracle", [-5.0])
+    seed1 = _named(tmp_path / "random_seed1.json", "random", [-60.0, -55.0])
+    random = _named(tmp_path / "random.json", "random", [-50.0, -45.0])
+    table = compare_table(load_results([maml, seed1, random, oracle]))
+    assert table.splitlines()[1].split()[-2:] == ["0.22", f"{38 / 45:.2f}"]  # against random.json
+    assert table.endswith("; random = random (of 2 random results)")
+    seed2 = _named(tmp_path / "random_seed2.json", "random", [-70.0, -65.0])
+    assert main(["compare", str(maml), str(seed1), str(seed2), str(oracle)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 results are random" in err
+    assert "compare a single random result, or name the one to use random.json" in err
+
+
+def test_plot_legends_tell_results_sharing_a_method_apart(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from metarl.plotting import plot
+
+    legends = []
+    monkeypatch.setattr(
+        matplotlib.figure.Figure,
+        "savefig",
+        lambda fig, *a, **k: legends.append(fig.axes[0].get_legend_handles_labels()[1]),
+    )
+    paths = [
+        _named(tmp_path / "maml_trpo.json", "maml_trpo", [-40.0, -12.0]),
+        _named(tmp_path / "maml_trpo_500it.json", "maml_trpo", [-41.0, -20.0]),
+        _named(tmp_path / "oracle.json", "oracle", [-5.0]),
+    ]
+    plot(paths, tmp_path / "fig.png")
+    assert sorted(legends[0]) == ["maml_trpo", "maml_trpo_500it", "oracle"]

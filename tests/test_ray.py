@@ -40,8 +40,18 @@ def _episodes(sampler, per_task):
     )
 
 
+@pytest.fixture
+def driver_threads(request):
+    """The driver's torch thread count for one test (the Ray workers run on one), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("driver_threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("per_task", [False, True])
-def test_ray_episodes_equal_local_episodes_with_one_and_two_workers(per_task):
+def test_ray_episodes_equal_local_episodes_with_one_and_two_workers(per_task, driver_threads):
     from metarl.ray_sampler import RaySampler
 
     local = Sampler(ENV, 3, 2, 20)
@@ -53,6 +63,7 @@ def test_ray_episodes_equal_local_episodes_with_one_and_two_workers(per_task):
         sampler.close()
         for name in ("obs", "actions", "rewards", "mask"):
             assert torch.equal(getattr(got, name), getattr(expected, name)), (workers, name)
+    assert torch.get_num_threads() == driver_threads  # sampling restored the driver's count
 
 
 def test_a_killed_worker_is_restarted_and_its_shard_resampled_identically(caplog):

@@ -54,7 +54,7 @@ def test_last_n_checkpoints_are_kept_beside_latest_and_best(tmp_path):
     kept = sorted(p.name for p in run.glob("checkpoint-*.pt"))
     assert kept == ["checkpoint-000004.pt", "checkpoint-000005.pt"]
     for name, iteration in [("checkpoint-000004.pt", 4), ("checkpoint-000005.pt", 5), ("checkpoint.pt", 5)]:
-        assert torch.load(run / name, weights_only=False)["iteration"] == iteration
+        assert torch.load(run / name, weights_only=True)["iteration"] == iteration
     assert (run / "best.pt").exists()
 
 
@@ -68,9 +68,9 @@ def test_nan_rewards_are_caught_and_repeated_failed_steps_stop_the_run_cleanly(t
     err = capsys.readouterr().err
     assert "stopped after 2 iterations in a row without an accepted meta-step" in err
     assert "non-finite or flat step" in err and "Traceback" not in err
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 3 and state["failed_in_a_row"] == 2
-    good = torch.load(run / "checkpoint-000001.pt", weights_only=False)["policy"]
+    good = torch.load(run / "checkpoint-000001.pt", weights_only=True)["policy"]
     for name, tensor in good.items():
         assert torch.equal(tensor, state["policy"][name])  # the rejected steps changed nothing
     for tensor in state["policy"].values():
@@ -86,7 +86,7 @@ def test_an_env_raising_in_step_names_env_and_task_and_keeps_the_checkpoint(tmp_
     assert len(err) == 2 and "Traceback" not in err[-1]  # "run directory: ..." then the error
     assert err[-1].startswith(f"metarl: error: {FAULTY}: the env failed during step ")
     assert "FloatingPointError in step: simulated blow-up (task " in err[-1]
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["iteration"] == 1
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 1
 
 
 def test_a_user_env_that_breaks_the_protocol_is_refused_before_training(tmp_path, capsys):
@@ -115,7 +115,7 @@ def test_a_dead_async_worker_is_reported_with_the_env_id(tmp_path):
 
 
 def _params(path):
-    return torch.load(path, weights_only=False)["policy"]
+    return torch.load(path, weights_only=True)["policy"]
 
 
 def test_sigkill_mid_iteration_then_resume_matches_an_uninterrupted_run(tmp_path):
@@ -131,7 +131,7 @@ def test_sigkill_mid_iteration_then_resume_matches_an_uninterrupted_run(tmp_path
     proc = subprocess.Popen([*cmd, "--out", str(run)], env=env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if (run / "checkpoint.pt").exists() and torch.load(run / "checkpoint.pt", weights_only=False)[
+        if (run / "checkpoint.pt").exists() and torch.load(run / "checkpoint.pt", weights_only=True)[
             "iteration"
         ] >= 2:
             break
@@ -139,7 +139,7 @@ def test_sigkill_mid_iteration_then_resume_matches_an_uninterrupted_run(tmp_path
     time.sleep(0.1)  # into the next iteration
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = torch.load(run / "checkpoint.pt", weights_only=False)["iteration"]
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["iteration"]
     assert 2 <= killed_at < 6
 
     subprocess.run(
@@ -164,7 +164,8 @@ def test_evaluate_on_another_env_needs_the_same_spaces(tmp_path, capsys):
     assert (
         main(["evaluate", str(run), "--env", "metarl/HalfCheetahVel-v0", "--tasks", "2", "--steps", "0"]) == 2
     )
-    err = capsys.readouterr().err.strip()
+    info, err = capsys.readouterr().err.strip().splitlines()  # what is scored, then the error
+    assert info.startswith(f"scoring {run / 'checkpoint.pt'} (maml_trpo, iteration 1)")
     assert err == (
         "metarl: error: the policy was trained on metarl/Navigation2D-v0 (2-dim observations, "
         "2-dim actions) and cannot run on metarl/HalfCheetahVel-v0 (17-dim observations, 6-dim "
