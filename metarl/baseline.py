@@ -28,7 +28,7 @@ def features(obs: Tensor, mask: Tensor) -> Tensor:
     T = obs.shape[0]
     o = obs.clamp(-10.0, 10.0)
     shape = (T,) + (1,) * (obs.dim() - 1)
-    al = (torch.arange(T, dtype=obs.dtype) / 100.0).view(shape).expand(*obs.shape[:-1], 1)
+    al = (torch.arange(T, dtype=obs.dtype, device=obs.device) / 100.0).view(shape).expand(*obs.shape[:-1], 1)
     feats = torch.cat([o, o * o, al, al**2, al**3, torch.ones_like(al)], dim=-1)
     return feats * mask.unsqueeze(-1)
 
@@ -53,12 +53,12 @@ def fit_predict(
     F = feats.reshape(n_tasks, -1, dim)
     R = (returns * mask).movedim(task_dim, 0).reshape(n_tasks, -1, 1)
     FtF, FtR = F.transpose(1, 2) @ F, F.transpose(1, 2) @ R
-    eye = torch.eye(dim, dtype=F.dtype)
+    eye = torch.eye(dim, dtype=F.dtype, device=F.device)
 
-    weights = torch.zeros(n_tasks, dim, 1, dtype=F.dtype)
+    weights = torch.zeros(n_tasks, dim, 1, dtype=F.dtype, device=F.device)
     # Non-finite data cannot be fixed by regularising: those tasks go straight to a zero baseline.
     todo = torch.isfinite(FtF).all(dim=(1, 2)) & torch.isfinite(FtR).all(dim=(1, 2))
-    solved = torch.zeros(n_tasks, dtype=torch.bool)
+    solved = torch.zeros(n_tasks, dtype=torch.bool, device=F.device)
     retries, reg = 0, reg_coeff
     for attempt in range(max_tries):
         idx = todo.nonzero().squeeze(-1)
@@ -71,7 +71,7 @@ def fit_predict(
             ok = torch.isfinite(sol).all(dim=(1, 2))
             weights[idx[ok]] = sol[ok]
         except RuntimeError:  # a system the LAPACK driver refuses outright
-            ok = torch.zeros(idx.numel(), dtype=torch.bool)
+            ok = torch.zeros(idx.numel(), dtype=torch.bool, device=F.device)
         solved[idx[ok]] = True
         todo[idx[ok]] = False
         reg *= 10.0

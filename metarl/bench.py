@@ -277,15 +277,21 @@ def format_sampler(r: dict[str, Any]) -> str:
 
 
 def bench_iteration(
-    config_path: str, iterations: int = 3, overrides: list[str] | None = None
+    config_path: str, iterations: int = 3, overrides: list[str] | None = None, device: str | None = None
 ) -> dict[str, Any]:
     """Seconds per meta-iteration spent sampling, adapting (baseline fits and inner steps) and in
-    the meta-step, averaged over ``iterations`` after one warm-up iteration."""
+    the meta-step, averaged over ``iterations`` after one warm-up iteration. ``device`` overrides
+    the config's; the result records the device, the thread counts and the curvature used, so
+    that a figure can be reproduced from it."""
+    from metarl.config import curvature_fraction
+    from metarl.device import describe
     from metarl.trainer import Trainer
 
     if iterations < 1:
         raise MetarlError(f"--iterations: got {iterations}, expected a positive integer")
-    config = load_config(config_path, ["iterations=1", *(overrides or [])])
+    config = load_config(
+        config_path, ["iterations=1", *(overrides or []), *([f"device={device}"] if device else [])]
+    )
     if config.env.startswith("supervised/"):
         raise MetarlError(f"bench iteration times RL sampling and meta-steps; {config.env!r} is supervised")
     with tempfile.TemporaryDirectory() as out:
@@ -303,6 +309,12 @@ def bench_iteration(
             totals["meta_step"] += m["time/meta_step_s"]
             env_steps += m["sampler/env_steps"]
         trainer.sampler.close()
+        where = describe(trainer.device)
+        trpo = config.algorithm == "maml_trpo" or (
+            config.algorithm == "fomaml" and config.outer.optimizer == "trpo"
+        )
+        curvature = curvature_fraction(config, trainer.device.type) if trpo else None
+        sampler_threads = getattr(trainer.sampler.env, "num_threads", 1)
     per_iter = {k: v / iterations for k, v in totals.items()}
     return {
         "config": config_path,
@@ -311,11 +323,27 @@ def bench_iteration(
         "episodes_per_task": config.episodes_per_task,
         "horizon": config.horizon,
         "iterations": iterations,
+        "algorithm": config.algorithm,
+        "device": where,
+        "torch_threads": torch.get_num_threads(),
+        "sampler_backend": trainer.sampler.backend,
+        "sampler_threads": sampler_threads,
+        "curvature_tasks": curvature,
         "seconds_per_iteration": per_iter,
         "shares": {k: per_iter[k] / per_iter["iteration"] for k in ("sampling", "adaptation", "meta_step")},
         "env_steps_per_iteration": env_steps / iterations,
         "sampling_steps_per_s": env_steps / max(totals["sampling"], 1e-9),
     }
+
+
+def _curvature(r: dict[str, Any]) -> str:
+    fraction = r.get("curvature_tasks")
+    if fraction is None:
+        return "none (no TRPO step)"
+    if fraction >= 1.0:
+        return "exact (KL Hessian over every task)"
+    n = max(1, round(fraction * r["meta_batch_size"]))
+    return f"approximate (KL Hessian over {n} of {r['meta_batch_size']} tasks)"
 
 
 def format_iteration(r: dict[str, Any]) -> str:
@@ -325,6 +353,8 @@ def format_iteration(r: dict[str, Any]) -> str:
         [
             f"{r['env_id']}: {r['meta_batch_size']} tasks x {r['episodes_per_task']} episodes x "
             f"{r['horizon']} steps, mean of {r['iterations']} iterations",
+            f"{r['algorithm']} on {r['device']}; sampler {r['sampler_backend']} on "
+            f"{r['sampler_threads']} thread(s); curvature: {_curvature(r)}",
             f"sampling     {s['sampling']:8.2f} s  {sh['sampling']:6.1%}  "
             f"({r['sampling_steps_per_s']:,.0f} env-steps/s)",
             f"adaptation   {s['adaptation']:8.2f} s  {sh['adaptation']:6.1%}",

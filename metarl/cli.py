@@ -48,6 +48,7 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from metarl.config import load_config
+    from metarl.device import describe
     from metarl.runs import RunDirectory
     from metarl.sampler import resolve_env_id
     from metarl.tasks import check_task_env, make_env
@@ -56,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.set or args.seed is not None or args.out or args.ray_address:
             raise MetarlError("--resume DIR takes no CONFIG, --out, --seed, --set or --ray-address")
-        trainer = Trainer.resume(args.resume, progress=not args.no_progress)
+        trainer = Trainer.resume(args.resume, progress=not args.no_progress, device=args.device)
     else:
         if not args.config:
             raise MetarlError("train needs a CONFIG.yaml (or --resume DIR)")
@@ -65,6 +66,8 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(f"seed={args.seed}")
         if args.ray_address:
             overrides += ["sampler.backend=ray", f"sampler.ray_address={args.ray_address}"]
+        if args.device:
+            overrides.append(f"device={args.device}")
         config = load_config(args.config, overrides)
         if config.env != SINUSOID:
             spec = resolve_env_id(config.env)
@@ -87,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
             f"; sampler: {type(env.unwrapped).__name__} "
             f"({env.num_envs} envs, backend {trainer.sampler.backend})"
         )
-    print(where, file=sys.stderr)
+    print(f"{where}; device: {describe(trainer.device)}", file=sys.stderr)
     metrics = trainer.train()
     if metrics:
         kind = "return" if "return/pre_adaptation" in metrics else "loss"
@@ -151,6 +154,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         later_lr=args.later_lr,
         env_id=args.env,
         progress=True,
+        device=args.device,
     )
     print(f"{result['env_id']}: {args.tasks} held-out tasks (seed {args.seed})")
     print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
@@ -309,6 +313,8 @@ def _bench(args: argparse.Namespace) -> int:
     _check_seed("--seed", args.seed)
     _output_file("--json", args.json, "bench.json")
     if args.what == "sampler":
+        if args.device:
+            raise MetarlError("--device applies to bench iteration; bench sampler samples on the CPU")
         for name in ("num_envs", "steps", "async_envs", "rounds"):
             if getattr(args, name) < 1:
                 flag = "--" + name.replace("_", "-")
@@ -329,7 +335,7 @@ def _bench(args: argparse.Namespace) -> int:
             raise MetarlError("bench iteration needs --config FILE")
         if args.iterations < 1:
             raise MetarlError(f"--iterations: got {args.iterations}, expected a positive integer")
-        result = bench.bench_iteration(args.config, args.iterations, args.set or [])
+        result = bench.bench_iteration(args.config, args.iterations, args.set or [], device=args.device)
         print(bench.format_iteration(result))
     _write_json(args.json, result)  # what was measured, also when a part failed (below)
     if result.get("failed"):
@@ -351,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     train.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--device", help="where the learner runs: auto, cpu, cuda or cuda:N (default: config)")
     train.add_argument(
         "--ray-address", metavar="ADDRESS|local", help="sample on Ray: a cluster address, or local"
     )
@@ -372,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="oracle runs: act with PPO's mean action (default: sample, as every method does)",
     )
     ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    ev.add_argument("--device", help="where the adaptation steps run: auto, cpu, cuda or cuda:N")
     ev.add_argument("--json", help="write the results as JSON here")
     ev.set_defaults(func=_evaluate)
 
@@ -416,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", help="iteration: experiment config (paper size by default)")
     bench.add_argument("--iterations", type=int, default=3, help="iteration: timed iterations")
     bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="iteration: override")
+    bench.add_argument("--device", help="iteration: where the learner runs (auto, cpu, cuda, cuda:N)")
     bench.add_argument("--json", help="write the figures as JSON here")
     bench.set_defaults(func=_bench)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from metarl.adaptation import adapt, compute_advantages
 from metarl.checkpoint import load_checkpoint
 from metarl.config import Config, config_from_dict
+from metarl.device import resolve_device
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy, Params
 from metarl.runs import BEST, CHECKPOINT
@@ -88,6 +90,7 @@ def adapt_and_evaluate(
     later_lr: float | None = None,
     env_id: str | None = None,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Adapt ``policy`` to ``num_tasks`` held-out tasks and record the return after each step.
 
@@ -98,7 +101,9 @@ def adapt_and_evaluate(
     ``episodes_per_task`` fresh episodes with the current parameters, records their mean
     return, then takes one PG step: of size ``lr`` (default: the config's inner lr) first, and
     ``later_lr`` after that (default: half of ``lr``, the MAML paper's protocol).
-    ``progress`` shows a progress bar on a terminal (one tick per sampled batch).
+    ``progress`` shows a progress bar on a terminal (one tick per sampled batch). The
+    adaptation steps run on ``device`` (default: the config's ``device``, ``auto`` taking the
+    GPU when there is one); sampling runs on the CPU. ``policy`` itself is not moved.
     """
     if num_tasks < 1 or steps < 0:
         raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
@@ -111,6 +116,9 @@ def adapt_and_evaluate(
         raise MetarlError(f"adaptation step sizes must be > 0, got {lr} and {later_lr}")
     rng = np.random.default_rng([seed, EVAL_STREAM])
     generator = torch.Generator().manual_seed(seed)
+    device = resolve_device(config.device if device is None else str(device))
+    if next(policy.parameters()).device != device:
+        policy = copy.deepcopy(policy).to(device)
     env_id = env_id or config.env
     sampler = Sampler(
         env_id,
@@ -137,7 +145,7 @@ def adapt_and_evaluate(
         returns = []  # [steps + 1][num_tasks]
         bar = tqdm(range(steps + 1), desc="adaptation steps", disable=None if progress else True, leave=False)
         for k in bar:
-            episodes = sampler.sample(policy, params, rng, generator, per_task)
+            episodes = sampler.sample(policy, params, rng, generator, per_task).to(device)
             returns.append(episodes.returns_per_task().tolist())
             if k < steps:
                 adv = compute_advantages(

@@ -122,7 +122,7 @@ class GaussianMLPPolicy(MLPPolicy):
         return gaussian_kl(old[0], old[1], new[0], new[1])
 
     def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
-        return torch.randn((*shape, self.act_dim), generator=generator)
+        return torch.randn((*shape, self.act_dim), generator=generator, device=_noise_device(generator))
 
     def act(self, dist: tuple[Tensor, ...], noise: Tensor) -> Tensor:
         mean, log_std = dist
@@ -155,13 +155,18 @@ class CategoricalMLPPolicy(MLPPolicy):
         return (old[0].exp() * (old[0] - new[0])).sum(-1)
 
     def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
-        return torch.rand(shape, generator=generator, dtype=torch.float64)
+        return torch.rand(shape, generator=generator, dtype=torch.float64, device=_noise_device(generator))
 
     def act(self, dist: tuple[Tensor, ...], noise: Tensor) -> Tensor:
         # inverse CDF: the first action whose cumulative probability exceeds the uniform draw
         cdf = dist[0].double().exp().cumsum(-1)
         index = (cdf <= noise.unsqueeze(-1)).sum(-1)
         return index.clamp(max=dist[0].shape[-1] - 1)
+
+
+def _noise_device(generator: torch.Generator | None) -> torch.device:
+    """Action noise is drawn where its generator lives (the CPU, where sampling runs)."""
+    return generator.device if generator is not None else torch.device("cpu")
 
 
 def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:

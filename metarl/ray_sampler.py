@@ -15,6 +15,7 @@ same seeds and noise, so the iteration's episodes do not change, and the event i
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any
@@ -144,7 +145,10 @@ class RaySampler:
             raise RuntimeError("set_tasks must be called before sample")
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
         seeds, noise = draw_randomness(policy, N, E, T, rng, generator)
-        params = {k: v.detach() for k, v in params.items()}
+        # Workers sample on the CPU: they get a CPU copy of the policy and of its parameters.
+        params = {k: v.detach().cpu() for k, v in params.items()}
+        if any(p.device.type != "cpu" for p in policy.parameters()):
+            policy = copy.deepcopy(policy).cpu()
         policy_ref = self.ray.put(policy)
 
         def call(i: int) -> Any:
@@ -198,7 +202,7 @@ def _concat(parts: list[Episodes]) -> Episodes:
     def pad(x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] == T:
             return x
-        return torch.cat([x, torch.zeros(T - x.shape[0], *x.shape[1:], dtype=x.dtype)])
+        return torch.cat([x, torch.zeros(T - x.shape[0], *x.shape[1:], dtype=x.dtype, device=x.device)])
 
     return Episodes(
         obs=torch.cat([pad(p.obs) for p in parts], 1),

@@ -29,6 +29,7 @@ from metarl.policies import MLPPolicy, Params
 from metarl.tasks import set_tasks, task_api, unknown_env_message
 
 log = logging.getLogger(__name__)
+CPU = torch.device("cpu")  # where sampling runs, whatever the learner's device
 
 
 @dataclass
@@ -57,6 +58,12 @@ class Episodes:
     def returns_per_task(self) -> Tensor:
         """Undiscounted episode return averaged over each task's episodes: [N]."""
         return self.rewards.sum(0).mean(-1)
+
+    def to(self, device: torch.device | str) -> Episodes:
+        """The same episodes on ``device`` (one copy per tensor; none if already there)."""
+        return Episodes(
+            *(x.to(device, non_blocking=True) for x in (self.obs, self.actions, self.rewards, self.mask))
+        )
 
 
 def _import_user_module(module: str) -> None:
@@ -236,7 +243,7 @@ def task_blocks(params: Params, num_tasks: int, per_task: bool) -> Params:
             value = value.expand(num_tasks, *value.shape)
         size = value[0].numel()
         align = _ALIGN_BYTES // value.element_size()
-        buf = torch.empty(num_tasks, -(-size // align) * align, dtype=value.dtype)
+        buf = torch.empty(num_tasks, -(-size // align) * align, dtype=value.dtype, device=CPU)
         buf[:, :size] = value.reshape(num_tasks, size)
         blocks[name] = buf[:, :size].view(value.shape)
     return blocks
@@ -507,15 +514,17 @@ class Sampler:
         tasks share the call. See :func:`task_blocks` for how.
         """
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
-        obs_buf = torch.zeros(T, N, E, self.obs_dim)
-        act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype)
-        rew_buf = torch.zeros(T, N, E)
-        mask_buf = torch.zeros(T, N, E)
+        # Sampling runs on the CPU whatever the learner's device (explicit devices throughout).
+        obs_buf = torch.zeros(T, N, E, self.obs_dim, device=CPU)
+        act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype, device=CPU)
+        rew_buf = torch.zeros(T, N, E, device=CPU)
+        mask_buf = torch.zeros(T, N, E, device=CPU)
         params = task_blocks(params, N, per_task_params)
         # each task's observations (and action noise), padded with zero rows
         rows = -(-E // BLOCK_ROWS) * BLOCK_ROWS
-        obs_blocks = torch.zeros(N, rows, self.obs_dim)
-        noise_blocks = torch.zeros(N, rows, *noise.shape[3:], dtype=noise.dtype)
+        obs_blocks = torch.zeros(N, rows, self.obs_dim, device=CPU)
+        noise_blocks = torch.zeros(N, rows, *noise.shape[3:], dtype=noise.dtype, device=CPU)
+        noise = noise.to(CPU)
         try:
             obs, _ = self.env.reset(seed=[int(s) for s in seeds])
         except Exception as exc:
@@ -524,7 +533,7 @@ class Sampler:
         steps = 0
         with policy_threads(self.env), torch.no_grad():
             for t in range(T):
-                o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(N, E, self.obs_dim)
+                o = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=CPU).view(N, E, self.obs_dim)
                 obs_blocks[:, :E], noise_blocks[:, :E] = o, noise[t]
                 dist = policy.dist(params, obs_blocks, task_dim=0)
                 actions = policy.act(dist, noise_blocks)[:, :E]
@@ -534,10 +543,11 @@ class Sampler:
                     )
                 except Exception as exc:
                     raise self._fault(f"step {t}", exc) from exc
-                alive_t = torch.as_tensor(alive, dtype=torch.float32).view(N, E)
+                alive_t = torch.as_tensor(alive, dtype=torch.float32, device=CPU).view(N, E)
                 obs_buf[t] = o * alive_t.unsqueeze(-1)
                 act_buf[t] = actions * alive_t.view(N, E, *([1] * len(policy.action_shape))).to(actions.dtype)
-                rew_buf[t] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).view(N, E) * alive_t
+                reward_t = torch.as_tensor(np.asarray(reward, dtype=np.float32), device=CPU)
+                rew_buf[t] = reward_t.view(N, E) * alive_t
                 mask_buf[t] = alive_t
                 alive &= ~(np.asarray(terminated) | np.asarray(truncated))
                 steps = t + 1

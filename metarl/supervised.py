@@ -50,6 +50,12 @@ class FewShotBatch:
     query_x: Tensor
     query_y: Tensor
 
+    def to(self, device: torch.device | str) -> FewShotBatch:
+        """The same batch on ``device``."""
+        return FewShotBatch(
+            *(x.to(device) for x in (self.support_x, self.support_y, self.query_x, self.query_y))
+        )
+
 
 class SinusoidTasks:
     """The sinusoid regression family of the MAML paper."""
@@ -70,7 +76,8 @@ class SinusoidTasks:
         amp = np.array([t.amplitude for t in tasks])[:, None, None]
         phase = np.array([t.phase for t in tasks])[:, None, None]
         y = amp * np.sin(x - phase)
-        x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+        x = torch.as_tensor(x, dtype=torch.float32, device="cpu")
+        y = torch.as_tensor(y, dtype=torch.float32, device="cpu")
         return FewShotBatch(x[:, :k_support], y[:, :k_support], x[:, k_support:], y[:, k_support:])
 
 
@@ -100,7 +107,9 @@ class NWayKShot:
             for new_label, c in enumerate(chosen):
                 pool = self.index[int(self.classes[c])]
                 picks = pool[
-                    torch.as_tensor(rng.choice(len(pool), self.k_shot + self.k_query, replace=False))
+                    torch.as_tensor(
+                        rng.choice(len(pool), self.k_shot + self.k_query, replace=False), device=pool.device
+                    )
                 ]
                 s_idx.append(picks[: self.k_shot])
                 q_idx.append(picks[self.k_shot :])
@@ -108,8 +117,8 @@ class NWayKShot:
                 q_lab += [new_label] * self.k_query
             sx.append(self.features[torch.cat(s_idx)])
             qx.append(self.features[torch.cat(q_idx)])
-            sy.append(torch.tensor(s_lab))
-            qy.append(torch.tensor(q_lab))
+            sy.append(torch.tensor(s_lab, device=self.labels.device))
+            qy.append(torch.tensor(q_lab, device=self.labels.device))
         return FewShotBatch(torch.stack(sx), torch.stack(sy), torch.stack(qx), torch.stack(qy))
 
 
@@ -199,7 +208,7 @@ class SupervisedMetaLearner:
     def _batch(self, rng: np.random.Generator) -> FewShotBatch:
         s = self.config.supervised
         tasks = self.tasks.sample_tasks(self.config.meta_batch_size, rng)
-        return self.tasks.batch(tasks, s.k_shot, s.k_query, rng)
+        return self.tasks.batch(tasks, s.k_shot, s.k_query, rng).to(next(self.model.parameters()).device)
 
     def meta_gradient(self, batch: FewShotBatch) -> tuple[list[Tensor], float, float]:
         """(gradient of the mean query loss w.r.t. θ, pre-adaptation and post-adaptation query loss)."""
@@ -330,12 +339,12 @@ def evaluate_regression(
     k = k_shot or config.supervised.k_shot
     lr = config.inner.lr if lr is None else lr
     tasks = family.sample_tasks(num_tasks, rng)
-    batch = family.batch(tasks, k, 100, rng)
     theta = {n: v.detach() for n, v in model.params().items()}
+    batch = family.batch(tasks, k, 100, rng).to(next(iter(theta.values())).device)
     per_step = []
     current: Params = {n: v.unsqueeze(0).expand(num_tasks, *v.shape) for n, v in theta.items()}
     for step in range(steps + 1):
-        per_step.append(task_losses(model, current, batch.query_x, batch.query_y).detach().numpy())
+        per_step.append(task_losses(model, current, batch.query_x, batch.query_y).detach().cpu().numpy())
         if step < steps:
             current = adapt_steps(
                 model, current, batch.support_x, batch.support_y, lr, 1, True, per_task=True

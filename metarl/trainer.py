@@ -23,6 +23,7 @@ from tqdm import tqdm
 from metarl.algorithms import ALGORITHMS
 from metarl.checkpoint import atomic_save, load_checkpoint
 from metarl.config import Config, config_from_dict
+from metarl.device import resolve_device
 from metarl.errors import ConfigError, MetarlError, TrainingStopped
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory
@@ -67,6 +68,17 @@ def make_sampler(config: Config, num_tasks: int | None = None, episodes: int | N
             *args, num_workers=config.sampler.num_workers, address=config.sampler.ray_address, **kwargs
         )
     return Sampler(*args, backend=config.sampler.backend, **kwargs)
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor on the CPU: checkpoints load on machines without a GPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _score(metrics: dict[str, float]) -> float:
@@ -115,8 +127,11 @@ class Trainer:
         self.rng = np.random.default_rng([config.seed, TRAIN_STREAM])
         self.generator = torch.Generator().manual_seed(config.seed)
         self.sampler: Any = None
+        #: Where the learner's work runs (the policy lives there); sampling stays on the CPU.
+        self.device = resolve_device(config.device)
         if config.env == SINUSOID:  # supervised few-shot regression: no env, no sampler
             self.policy = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)
+            self.policy.to(self.device)
             self.algorithm = SupervisedMetaLearner(self.policy, config)
         else:
             if config.algorithm not in ALGORITHMS:
@@ -127,6 +142,7 @@ class Trainer:
             self.sampler = make_sampler(config)
             sampler = self.sampler
             self.policy = make_policy(config, sampler.obs_dim, sampler.act_dim, sampler.discrete)
+            self.policy.to(self.device)  # initialised on the CPU: the same θ on every device
             self.algorithm = ALGORITHMS[config.algorithm](self.policy, sampler, config)
         self.iteration = 0  # iterations completed
         self.env_steps = 0
@@ -141,8 +157,8 @@ class Trainer:
             "best_return": self.best_return,
             "failed_in_a_row": self.failed_in_a_row,
             "config": self.config.to_dict(),
-            "policy": self.policy.state_dict(),
-            "algorithm": self.algorithm.state_dict(),
+            "policy": _to_cpu(self.policy.state_dict()),
+            "algorithm": _to_cpu(self.algorithm.state_dict()),
             "rng": {
                 "numpy": self.rng.bit_generator.state,
                 "torch_generator": self.generator.get_state(),
@@ -162,8 +178,9 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch_global"])
 
     @classmethod
-    def resume(cls, out_dir: str | Path, progress: bool = True) -> Trainer:
-        """Rebuild a trainer from ``out_dir``'s config and latest checkpoint."""
+    def resume(cls, out_dir: str | Path, progress: bool = True, device: str | None = None) -> Trainer:
+        """Rebuild a trainer from ``out_dir``'s config and latest checkpoint. It continues on the
+        device of its config (exactly, on the same device), or on ``device`` if given."""
         out_dir = Path(out_dir)
         if not out_dir.is_dir():
             raise MetarlError(f"--resume: {str(out_dir)!r} is not a run directory")
@@ -176,7 +193,11 @@ class Trainer:
             )
         if "rng" not in state or "iteration" not in state:
             raise MetarlError(f"--resume: {str(out_dir / CHECKPOINT)!r} is not a training checkpoint")
-        trainer = cls(config_from_dict(state["config"]), out_dir, progress)
+        config = config_from_dict(state["config"])
+        if device is not None:
+            resolve_device(device)  # a bad value: one line before anything is built
+            config.device = device
+        trainer = cls(config, out_dir, progress)
         trainer.load_state_dict(state)
         trainer._resumed = True
         return trainer

@@ -8,6 +8,7 @@ restored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -107,7 +108,7 @@ def trpo_step(
         set_flat_(params, old - step_size * full_step)
         new_loss, new_kl = loss_and_kl(False)
         new_loss, new_kl = float(new_loss.detach()), float(new_kl.detach())
-        if new_loss < loss_before and new_kl <= max_kl and torch.isfinite(torch.tensor(new_loss)):
+        if new_loss < loss_before and new_kl <= max_kl and math.isfinite(new_loss):
             return TRPOResult(loss_before, new_loss, new_kl, i + 1, True)
         step_size *= ls_backtrack_ratio
     set_flat_(params, old)

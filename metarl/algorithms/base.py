@@ -39,6 +39,9 @@ class MetaLearner:
 
     def __init__(self, policy: MLPPolicy, sampler: Sampler, config: Config) -> None:
         self.policy, self.sampler, self.config = policy, sampler, config
+        #: Where the learner's tensors live: the policy's device. Episodes come from the sampler
+        #: on the CPU and are moved here once per sampling call.
+        self.device = next(policy.parameters()).device
         self.last_failure = ""  # why the last rejected meta-step was rejected
         self._valid_nonfinite = 0
 
@@ -92,7 +95,7 @@ class MetaLearner:
         batches = []
         for _ in range(self.config.inner.steps):
             t0 = time.perf_counter()
-            episodes = self.sampler.sample(self.policy, params, rng, generator, per_task)
+            episodes = self.sampler.sample(self.policy, params, rng, generator, per_task).to(self.device)
             t1 = time.perf_counter()
             batch = InnerBatch(episodes, self._advantages(episodes))
             batches.append(batch)
@@ -111,7 +114,7 @@ class MetaLearner:
             timings["sampling"] += t1 - t0
             timings["adaptation"] += time.perf_counter() - t1
         t0 = time.perf_counter()
-        valid = self.sampler.sample(self.policy, params, rng, generator, True)
+        valid = self.sampler.sample(self.policy, params, rng, generator, True).to(self.device)
         timings["sampling"] += time.perf_counter() - t0
         return batches, valid, params, timings
 

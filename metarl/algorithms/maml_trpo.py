@@ -21,6 +21,7 @@ from torch import Tensor
 
 from metarl.adaptation import masked_task_mean
 from metarl.algorithms.base import InnerBatch, MetaLearner
+from metarl.config import curvature_fraction
 from metarl.policies import Params
 from metarl.sampler import Episodes
 from metarl.trpo import trpo_step
@@ -84,9 +85,11 @@ class MAMLTRPO(MetaLearner):
 
         t0 = time.perf_counter()
         curvature = None
-        n_sub = max(1, round(c.trpo.curvature_tasks * c.meta_batch_size))
+        fraction = curvature_fraction(c, self.device.type)
+        n_sub = max(1, round(fraction * c.meta_batch_size))
         if n_sub < c.meta_batch_size:
-            idx = torch.as_tensor(np.sort(rng.choice(c.meta_batch_size, n_sub, replace=False)))
+            chosen = np.sort(rng.choice(c.meta_batch_size, n_sub, replace=False))
+            idx = torch.as_tensor(chosen, device=self.device)
             curvature = self.curvature_kl(batches, valid, adapted, idx)
         result = trpo_step(
             list(self.policy.parameters()),
@@ -110,6 +113,7 @@ class MAMLTRPO(MetaLearner):
                 "trpo/surrogate_before": -result.loss_before,
                 "trpo/surrogate_after": -result.loss_after,
                 "trpo/line_search_steps": float(result.ls_steps),
+                "trpo/curvature_tasks": float(n_sub),
                 "trpo/accepted": float(result.accepted),
             }
         )

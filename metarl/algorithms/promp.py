@@ -30,7 +30,9 @@ class ProMP(MetaLearner):
     def __init__(self, policy: MLPPolicy, sampler: Sampler, config: Config) -> None:
         super().__init__(policy, sampler, config)
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.outer.lr)
-        self.kl_coef = torch.full((config.meta_batch_size,), float(config.promp.init_inner_kl_coef))
+        self.kl_coef = torch.full(
+            (config.meta_batch_size,), float(config.promp.init_inner_kl_coef), device=self.device
+        )
 
     @property
     def estimator(self) -> str:
@@ -41,7 +43,7 @@ class ProMP(MetaLearner):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["adam"])
-        self.kl_coef = state["kl_coef"].clone()
+        self.kl_coef = state["kl_coef"].to(self.device, copy=True)
 
     def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
         c, policy = self.config, self.policy

@@ -1,0 +1,49 @@
+"""Where the learner's tensors live: ``device: auto | cpu | cuda | cuda:N``.
+
+Everything after the episodes (advantages and the baseline fit, inner steps, the meta-objective,
+Hessian-vector products, CG and the line search) runs on the learner's device. Sampling stays on
+the CPU: the sampler acts with a CPU copy of the current parameters, made once per sampling
+call, and returns the episodes, which are then moved to the device in one copy.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from metarl.errors import ConfigError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+DEVICE_ALLOWED = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The torch device for a ``device`` setting; ``auto`` takes the GPU when there is one.
+
+    Raises a one-line :class:`ConfigError` for a malformed value or a GPU that is not there."""
+    if not isinstance(spec, str) or not DEVICE_PATTERN.match(spec):
+        raise ConfigError(f"device must be one of {DEVICE_ALLOWED}, got {spec!r}")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {spec!r}: this torch ({torch.__version__}) sees no CUDA GPU; use device cpu "
+                "or auto, or install a CUDA build of torch"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {spec!r}: there are {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+    return device
+
+
+def describe(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (16 torch threads)``, for logs and benchmarks."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} torch threads)"
