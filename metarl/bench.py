@@ -17,7 +17,7 @@ from metarl_envs.batched import usable_cores
 from metarl.config import load_config
 from metarl.errors import MetarlError
 from metarl.policies import GaussianMLPPolicy
-from metarl.sampler import make_vector_env, policy_threads, resolve_env_id
+from metarl.sampler import Sampler, make_vector_env, policy_threads, resolve_env_id
 from metarl.tasks import set_tasks, task_api
 
 # MjData fields that make up the state a step starts from (mjSTATE_INTEGRATION minus the rarely
@@ -205,6 +205,29 @@ def bench_sampler(
 
     if recorder is not None:  # (d) is timed on the states of (a)
         attempt("(d) physics limit", physics_limit)
+
+    def sampler(key: str, groups: int) -> None:
+        """metarl's Sampler itself (per-task policy blocks, episode buffers), one group or
+        ``groups`` pipelined: one group's physics runs while the policy acts for the next."""
+        E = 20 if num_envs % 20 == 0 else 1
+        sampler = Sampler(env_id, num_envs // E, E, steps, backend="vector_entry_point", groups=groups)
+        try:
+            sampler.set_tasks(sampler.sample_tasks(num_envs // E, np.random.default_rng(seed)))
+            best = 0.0
+            for r in range(rounds + 1):  # the first is a warm-up
+                start = time.perf_counter()
+                episodes = sampler.sample(
+                    policy, policy.params(), np.random.default_rng(r), torch.Generator().manual_seed(r)
+                )
+                if r:
+                    best = max(best, episodes.num_steps / (time.perf_counter() - start))
+            results[f"{key}_steps_per_s"] = best
+            results[f"{key}_groups"] = len(getattr(sampler.env, "groups", [sampler.env]))
+        finally:
+            sampler.close()
+
+    attempt(_PART_NAMES["sampler"].format(**results), sampler, "sampler", 1)
+    attempt(_PART_NAMES["pipelined"].format(**results), sampler, "pipelined", 2)
     single.close()
     for name, num, den in [
         ("batched_over_limit", "batched", "physics_limit"),
@@ -212,6 +235,9 @@ def bench_sampler(
         ("physics_alone_over_limit", "physics_alone", "physics_limit"),
         ("batched_over_sync", "batched", "sync"),
         ("batched_over_async", "batched", "async"),
+        ("sampler_over_limit", "sampler", "physics_limit"),
+        ("pipelined_over_limit", "pipelined", "physics_limit"),
+        ("pipelined_over_sampler", "pipelined", "sampler"),
     ]:
         if f"{num}_steps_per_s" in results and f"{den}_steps_per_s" in results:
             results[name] = results[f"{num}_steps_per_s"] / results[f"{den}_steps_per_s"]
@@ -222,6 +248,8 @@ _PART_NAMES = {
     "batched": "(a) batched engine, {num_envs} envs",
     "sync": "(b) SyncVectorEnv, {num_envs} envs",
     "async": "(c) AsyncVectorEnv, {async_envs} processes",
+    "sampler": "(f) metarl's Sampler, {num_envs} envs",
+    "pipelined": "(g) metarl's Sampler, {num_envs} envs in 2 pipelined groups",
 }
 
 
@@ -245,12 +273,16 @@ def format_sampler(r: dict[str, Any]) -> str:
             r.get("physics_limit_steps_per_s"),
         ),
         (f"(e) Batch.step alone, {r['num_envs']} envs, recorded states", r.get("physics_alone_steps_per_s")),
+        (_PART_NAMES["sampler"].format(**r), r.get("sampler_steps_per_s")),
+        (_PART_NAMES["pipelined"].format(**r), r.get("pipelined_steps_per_s")),
     ]
     rows += [(f"    batched engine, {k} thread(s)", v) for k, v in r.get("threads", {}).items()]
     rows += [(f"    {part}", None) for part in failed if part.startswith("batched engine, ")]
     width = max(len(name) for name, _ in rows)
     lines = [
-        f"{r['env_id']}, MLP policy in the loop, {r['steps']} steps per env, best of {r['rounds']} rounds"
+        f"{r['env_id']}, MLP policy in the loop, {r['steps']} steps per env, best of {r['rounds']} rounds; "
+        f"{r['cores']} usable cores, the engine on {r['cores']} thread(s), the policy on 1 torch thread, "
+        "on the CPU"
     ]
     for name, value in rows:
         if value is not None:
@@ -273,6 +305,13 @@ def format_sampler(r: dict[str, Any]) -> str:
     noted = [fmt.format(r[key]) for fmt, key in notes if key in r]
     if shown or noted:
         lines.append("   ".join(shown) + (f"   ({'; '.join(noted)})" if noted else ""))
+    pipeline = [
+        ("f/d = {:.2f}", "sampler_over_limit"),
+        ("g/d = {:.2f}", "pipelined_over_limit"),
+        ("g/f = {:.2f}: what pipelining gains", "pipelined_over_sampler"),
+    ]
+    if any(key in r for _, key in pipeline):
+        lines.append("   ".join(fmt.format(r[key]) for fmt, key in pipeline if key in r))
     return "\n".join(lines)
 
 

@@ -74,6 +74,9 @@ class SamplerConfig:
 
     backend: str = "auto"
     num_threads: int = 0  # threads of a batched engine; 0 = the usable cores
+    # Task groups the sampler steps in turn, so that a batched engine's physics runs while the
+    # policy acts for the next group (1: no pipelining; 0: auto, 2 from 4 usable cores on).
+    groups: int = 0
     num_workers: int = 2  # ray: actors, each sampling a shard of the meta-batch's tasks
     ray_address: str = ""  # ray: the cluster to join ("" or "local": start a local Ray)
 
@@ -211,6 +214,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "sampler.backend": (lambda v: v in SAMPLER_BACKENDS, f"one of {', '.join(SAMPLER_BACKENDS)}"),
     "sampler.num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = the usable cores)"),
     "sampler.num_workers": (lambda v: v >= 1, "an integer >= 1"),
+    "sampler.groups": (lambda v: v >= 0, "an integer >= 0 (0 = auto, 1 = no pipelining)"),
     "checkpoint.keep_last": (lambda v: v >= 0, "an integer >= 0"),
     "max_failed_iterations": (lambda v: v >= 1, "an integer >= 1"),
 }

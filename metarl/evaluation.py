@@ -129,6 +129,7 @@ def adapt_and_evaluate(
         env_kwargs=config.env_kwargs,
         num_threads=config.sampler.num_threads,
         rescale_actions=config.policy.rescale_actions,
+        groups=config.sampler.groups,
     )
     try:
         shape = (sampler.obs_dim, sampler.act_dim, sampler.discrete)

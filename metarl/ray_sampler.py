@@ -86,6 +86,7 @@ class RaySampler:
         num_threads: int = 0,
         rescale_actions: bool = True,
         inner_backend: str = "auto",
+        groups: int = 0,
     ) -> None:
         ray = import_ray()
         if not ray.is_initialized():
@@ -102,6 +103,7 @@ class RaySampler:
             "env_kwargs": env_kwargs,
             "num_threads": num_threads,
             "rescale_actions": rescale_actions,
+            "groups": groups,
         }
         remote = ray.remote(max_restarts=MAX_RESAMPLES, max_task_retries=0)(RolloutWorker)
         self.workers = [

@@ -208,8 +208,11 @@ def policy_threads(env: gym.vector.VectorEnv | None = None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-#: Each task's observations go through the policy as a block of a multiple of this many rows.
-BLOCK_ROWS = 32
+#: Each task's observations go through the policy as a block of a multiple of this many rows:
+#: float32 rows of any width then start on a boundary of 4 × BLOCK_ROWS bytes, the vector width
+#: of the CPU's kernels (32 bytes with AVX2, where 16-byte offsets were measured to change
+#: nothing; 64 with AVX-512). Fewer padded rows than a fixed 32: 20 episodes take 24 rows.
+BLOCK_ROWS = 16 if "AVX512" in torch.backends.cpu.get_cpu_capability() else 8
 _ALIGN_BYTES = 64
 
 
@@ -232,7 +235,8 @@ def task_blocks(params: Params, num_tasks: int, per_task: bool) -> Params:
     - every block starts on a 64-byte boundary and has the same number of rows: each task's
       observations (and action noise) are padded with zero rows to a multiple of
       :data:`BLOCK_ROWS`, which keeps every layer's per-task block of activations a multiple of
-      128 bytes long (and the vectorized element-wise ops in step with the blocks); and each
+      the kernels' vector width long (and the vectorized element-wise ops in step with the
+      blocks); and each
       task's parameters are copied here into a slot of a fresh buffer whose size is a multiple
       of 64 bytes (a precaution: MKL's one-row kernels depend on that operand's alignment too).
     """
@@ -376,6 +380,88 @@ def _sub_env_bytes(env: gym.Env, shared_model: bool) -> int:
     return sum(int(n) for n in sizes if isinstance(n, (int, np.integer)))
 
 
+class TaskGroupsVectorEnv(gym.vector.VectorEnv):
+    """Sub-envs split into groups of whole tasks, each group a vector env of its own (for the
+    MuJoCo families, its own batched engine), so that :meth:`Sampler.run` can step one group in
+    a worker thread while the policy acts for the next. As a plain ``VectorEnv`` it steps the
+    groups one after the other: the same results as one vector env of all sub-envs, since every
+    sub-env is simulated on its own from its own seed."""
+
+    def __init__(self, groups: list[gym.vector.VectorEnv], task_bounds: list[tuple[int, int]]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gymnasium.vector.utils import batch_space
+
+        self.groups, self.task_bounds = groups, task_bounds
+        self._env_bounds = np.cumsum([0] + [g.num_envs for g in groups])
+        first = groups[0]
+        self.num_envs = int(self._env_bounds[-1])
+        self.single_observation_space = first.single_observation_space
+        self.single_action_space = first.single_action_space
+        self.observation_space = batch_space(first.single_observation_space, self.num_envs)
+        self.action_space = batch_space(first.single_action_space, self.num_envs)
+        self.metadata = first.metadata
+        self.num_threads = getattr(first, "num_threads", 1)
+        self.metarl_backend = getattr(first, "metarl_backend", "vector_entry_point")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metarl-physics")
+
+    def _split(self, values: Any) -> list[Any]:
+        return [values[lo:hi] for lo, hi in zip(self._env_bounds[:-1], self._env_bounds[1:], strict=True)]
+
+    def reset(self, *, seed: Any = None, options: dict | None = None):
+        seeds = (
+            self._split(seed) if isinstance(seed, (list, tuple, np.ndarray)) else [seed] * len(self.groups)
+        )
+        obs = [g.reset(seed=s, options=options)[0] for g, s in zip(self.groups, seeds, strict=True)]
+        return np.concatenate(obs), {}
+
+    def step(self, actions: np.ndarray):
+        results = [g.step(a) for g, a in zip(self.groups, self._split(actions), strict=True)]
+        obs, reward, terminated, truncated = (np.concatenate([r[i] for r in results]) for i in range(4))
+        return obs, reward, terminated, truncated, {}
+
+    def submit(self, index: int, actions: np.ndarray) -> Any:
+        """Step group ``index`` in the worker thread; the future's result is its ``step``'s."""
+        return self._worker.submit(self.groups[index].step, actions)
+
+    def set_tasks(self, tasks: list[Any]) -> None:
+        for group, part in zip(self.groups, self._split(list(tasks)), strict=True):
+            set_tasks(group, part)
+
+    def get_tasks(self) -> list[Any]:
+        from metarl.tasks import get_tasks
+
+        return [task for group in self.groups for task in get_tasks(group)]
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        return task_api(self.groups[0]).sample_tasks(n, rng)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._worker.shutdown(wait=True)
+        for group in self.groups:
+            group.close()
+
+
+def pipeline_groups(requested: int, num_tasks: int, batched: bool, cores: int) -> int:
+    """How many task groups a sampler pipelines: ``requested`` (1: none), or for 0 (auto) two
+    when a batched engine has at least :data:`PIPELINE_MIN_CORES` cores to step one group on
+    while the policy acts for the other; never more groups than tasks."""
+    if requested == 0:
+        requested = 2 if batched and cores >= PIPELINE_MIN_CORES else 1
+    return max(1, min(requested, num_tasks))
+
+
+#: ``sampler.groups: 0`` pipelines from this many usable cores on (see the README's benchmarks).
+PIPELINE_MIN_CORES = 4
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Sampler:
     """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call."""
 
@@ -390,6 +476,7 @@ class Sampler:
         num_threads: int = 0,
         rescale_actions: bool = True,
         batches_kept: int = 1,
+        groups: int = 0,
     ) -> None:
         """``batches_kept``: how many batches of episodes the caller holds at once (a MAML
         iteration keeps ``inner.steps + 1``); the memory check counts them.
@@ -439,7 +526,7 @@ class Sampler:
             sub_env_bytes=sub_env_bytes,
             batches=batches_kept,
         )
-        self.env = make_vector_env(env_id, num_envs, horizon, backend, num_threads, **(env_kwargs or {}))
+        self.env = self._make_env(backend, num_threads, groups, env_kwargs or {})
         try:
             check_spaces(env_id, self.env.single_observation_space, self.env.single_action_space)
         except TaskProtocolError:
@@ -460,6 +547,42 @@ class Sampler:
             self._act_scale, self._act_offset = (high - low) / 2.0, (high + low) / 2.0
         self._tasks: list[Any] | None = None
         self._task_source = task_api(self.env, env_id, **(env_kwargs or {}))
+
+    def _make_env(
+        self, backend: str, num_threads: int, groups: int, env_kwargs: dict[str, Any]
+    ) -> gym.vector.VectorEnv:
+        """One vector env of every sub-env, or (pipelining) a :class:`TaskGroupsVectorEnv` of
+        groups of whole tasks when the family has a batched engine (``groups``: 0 = auto)."""
+        N, E = self.num_tasks, self.episodes_per_task
+        spec = resolve_env_id(self.env_id)
+        creator = spec.vector_entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        # An engine that steps on threads of its own (it takes num_threads) can run while the
+        # policy acts; NumPy twins hold the GIL, so grouping them would gain nothing.
+        batched = (
+            creator is not None
+            and backend in ("auto", "vector_entry_point")
+            and "num_threads" in inspect.signature(creator).parameters
+        )
+        cores = num_threads or _usable_cores()
+        count = pipeline_groups(groups, N, batched, cores) if batched else 1
+        if count == 1:
+            return make_vector_env(self.env_id, N * E, self.horizon, backend, num_threads, **env_kwargs)
+        bounds = [(int(part[0]), int(part[-1]) + 1) for part in np.array_split(np.arange(N), count)]
+        envs: list[gym.vector.VectorEnv] = []
+        try:
+            for lo, hi in bounds:
+                envs.append(
+                    make_vector_env(
+                        self.env_id, (hi - lo) * E, self.horizon, backend, num_threads, **env_kwargs
+                    )
+                )
+        except BaseException:
+            for env in envs:
+                env.close()
+            raise
+        return TaskGroupsVectorEnv(envs, bounds)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         """Draw ``n`` tasks from the family's distribution."""
@@ -509,9 +632,13 @@ class Sampler:
 
         The episodes are bit-identical however the tasks are split across processes (the Ray
         sampler runs contiguous shards of them with the matching slices of ``seeds`` and
-        ``noise``) and whatever number of torch threads the process has: the policy's forward
-        pass computes every task's actions in the same order of operations, whichever other
-        tasks share the call. See :func:`task_blocks` for how.
+        ``noise``) or across the groups of a pipelined sampler, and whatever number of torch
+        threads the process has: the policy's forward pass computes every task's actions in the
+        same order of operations, whichever other tasks share the call (see :func:`task_blocks`).
+
+        With groups (:class:`TaskGroupsVectorEnv`), one group's step (the physics, on the
+        engine's threads, without the GIL) runs in a worker thread while the policy acts for the
+        next group: the physics threads do not wait on Python between two steps.
         """
         N, E, T = self.num_tasks, self.episodes_per_task, self.horizon
         # Sampling runs on the CPU whatever the learner's device (explicit devices throughout).
@@ -520,43 +647,86 @@ class Sampler:
         rew_buf = torch.zeros(T, N, E, device=CPU)
         mask_buf = torch.zeros(T, N, E, device=CPU)
         params = task_blocks(params, N, per_task_params)
-        # each task's observations (and action noise), padded with zero rows
-        rows = -(-E // BLOCK_ROWS) * BLOCK_ROWS
-        obs_blocks = torch.zeros(N, rows, self.obs_dim, device=CPU)
-        noise_blocks = torch.zeros(N, rows, *noise.shape[3:], dtype=noise.dtype, device=CPU)
         noise = noise.to(CPU)
-        try:
-            obs, _ = self.env.reset(seed=[int(s) for s in seeds])
-        except Exception as exc:
-            raise self._fault("reset", exc) from exc
+        grouped = isinstance(self.env, TaskGroupsVectorEnv)
+        envs = self.env.groups if grouped else [self.env]
+        bounds = self.env.task_bounds if grouped else [(0, N)]
+        rows = -(-E // BLOCK_ROWS) * BLOCK_ROWS  # each task's rows, padded with zeros
+        obs_blocks = [torch.zeros(hi - lo, rows, self.obs_dim, device=CPU) for lo, hi in bounds]
+        noise_blocks = [
+            torch.zeros(hi - lo, rows, *noise.shape[3:], dtype=noise.dtype, device=CPU) for lo, hi in bounds
+        ]
+        latest: list[Any] = []
+        for env, (lo, hi) in zip(envs, bounds, strict=True):
+            try:
+                latest.append(env.reset(seed=[int(s) for s in seeds[lo * E : hi * E]])[0])
+            except Exception as exc:
+                raise self._fault("reset", exc, lo) from exc
         alive = np.ones(N * E, dtype=bool)
-        steps = 0
+
+        def act(g: int, t: int) -> tuple[Tensor, Tensor]:
+            lo, hi = bounds[g]
+            o = torch.as_tensor(np.asarray(latest[g], dtype=np.float32), device=CPU).view(hi - lo, E, -1)
+            obs_blocks[g][:, :E], noise_blocks[g][:, :E] = o, noise[t, lo:hi]
+            block = {k: v[lo:hi] for k, v in params.items()}
+            actions = policy.act(policy.dist(block, obs_blocks[g], task_dim=0), noise_blocks[g])[:, :E]
+            return o, actions
+
+        def finish(job: tuple[int, int, Tensor, Tensor, Any]) -> None:
+            """Wait for a group's step and record it (entries after an episode's end stay 0)."""
+            g, t, o, actions, result = job
+            lo, hi = bounds[g]
+            try:
+                latest[g], reward, terminated, truncated, _ = result.result() if grouped else result
+            except Exception as exc:
+                raise self._fault(f"step {t}", exc, lo) from exc
+            alive_g = alive[lo * E : hi * E]
+            alive_t = torch.as_tensor(alive_g, dtype=torch.float32, device=CPU).view(hi - lo, E)
+            obs_buf[t, lo:hi] = o * alive_t.unsqueeze(-1)
+            shape = (hi - lo, E, *([1] * len(policy.action_shape)))
+            act_buf[t, lo:hi] = actions * alive_t.view(shape).to(actions.dtype)
+            reward_t = torch.as_tensor(np.asarray(reward, dtype=np.float32), device=CPU)
+            rew_buf[t, lo:hi] = reward_t.view(hi - lo, E) * alive_t
+            mask_buf[t, lo:hi] = alive_t
+            alive_g &= ~(np.asarray(terminated) | np.asarray(truncated))
+
+        def submit(g: int, t: int, o: Tensor, actions: Tensor) -> tuple[int, int, Tensor, Tensor, Any]:
+            lo, hi = bounds[g]
+            env_actions = self.env_actions(actions.reshape((hi - lo) * E, *policy.action_shape).numpy())
+            if grouped:  # runs while the policy acts for the next group
+                return g, t, o, actions, self.env.submit(g, env_actions)
+            try:
+                return g, t, o, actions, envs[g].step(env_actions)
+            except Exception as exc:
+                raise self._fault(f"step {t}", exc, lo) from exc
+
+        steps, pending = 0, None
         with policy_threads(self.env), torch.no_grad():
             for t in range(T):
-                o = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=CPU).view(N, E, self.obs_dim)
-                obs_blocks[:, :E], noise_blocks[:, :E] = o, noise[t]
-                dist = policy.dist(params, obs_blocks, task_dim=0)
-                actions = policy.act(dist, noise_blocks)[:, :E]
-                try:
-                    obs, reward, terminated, truncated, _ = self.env.step(
-                        self.env_actions(actions.reshape(N * E, *policy.action_shape).numpy())
-                    )
-                except Exception as exc:
-                    raise self._fault(f"step {t}", exc) from exc
-                alive_t = torch.as_tensor(alive, dtype=torch.float32, device=CPU).view(N, E)
-                obs_buf[t] = o * alive_t.unsqueeze(-1)
-                act_buf[t] = actions * alive_t.view(N, E, *([1] * len(policy.action_shape))).to(actions.dtype)
-                reward_t = torch.as_tensor(np.asarray(reward, dtype=np.float32), device=CPU)
-                rew_buf[t] = reward_t.view(N, E) * alive_t
-                mask_buf[t] = alive_t
-                alive &= ~(np.asarray(terminated) | np.asarray(truncated))
-                steps = t + 1
-                if not alive.any():
-                    break
+                for g in range(len(envs)):
+                    if pending is not None and pending[0] == g:  # this group's last step first
+                        finish(pending)
+                        pending = None
+                    if g == 0 and t > 0 and pending is None and not alive.any():
+                        break
+                    o, actions = act(g, t)
+                    if pending is not None:
+                        finish(pending)
+                        pending = None
+                        if g == 0 and not alive.any():
+                            break
+                    pending = submit(g, t, o, actions)
+                else:
+                    steps = t + 1
+                    continue
+                break
+            if pending is not None:
+                finish(pending)
         return Episodes(obs_buf[:steps], act_buf[:steps], rew_buf[:steps], mask_buf[:steps])
 
-    def _fault(self, where: str, exc: Exception) -> SamplerError:
-        """A one-line error for a failure inside the vector env, naming env id and task(s)."""
+    def _fault(self, where: str, exc: Exception, first_task: int = 0) -> SamplerError:
+        """A one-line error for a failure inside the vector env, naming env id and task(s);
+        ``first_task``: the task of the failing (group) env's first sub-env."""
         if isinstance(exc, (EOFError, BrokenPipeError, ConnectionError)):
             what = f"a vector-env worker process died during {where} ({type(exc).__name__})"
         elif isinstance(exc, EnvFaultError):
@@ -566,7 +736,7 @@ class Sampler:
         ids = getattr(exc, "ids", None)  # mujoco.batch names the failed simulations
         tasks = self._tasks or []
         if ids is not None and tasks:
-            named = sorted({repr(tasks[int(i) // self.episodes_per_task]) for i in ids})
+            named = sorted({repr(tasks[first_task + int(i) // self.episodes_per_task]) for i in ids})
             what += f" (task {', '.join(named[:3])})"
         elif "(task " not in what and tasks:
             what += f" (tasks of this batch: {', '.join(repr(t) for t in tasks[:2])}, ...)"

@@ -58,6 +58,7 @@ def make_sampler(config: Config, num_tasks: int | None = None, episodes: int | N
         "env_kwargs": config.env_kwargs,
         "num_threads": config.sampler.num_threads,
         "rescale_actions": config.policy.rescale_actions,
+        "groups": config.sampler.groups,
     }
     if config.sampler.backend != "ray":
         kwargs["batches_kept"] = config.inner.steps + 1  # the inner batches and the valid one

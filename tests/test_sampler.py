@@ -250,3 +250,48 @@ def test_a_module_that_registers_no_such_id_is_named(tmp_path, monkeypatch):
         "unknown env id 'my_empty_envs:mine/Point-v0'; "
         "importing 'my_empty_envs' registered no 'mine/Point-v0'"
     )
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+@pytest.mark.parametrize(
+    "env_id", ["metarl/HalfCheetahVel-v0", "metarl/AntVel-v0", "metarl/HopperRandParams-v0"]
+)
+def test_a_pipelined_sampler_gives_the_episodes_of_an_unpipelined_one(env_id, per_task):
+    # The ant's episodes end at different steps (its torso leaves the healthy range), and every
+    # hopper falls before the horizon: the end of a rollout across groups.
+    torch.manual_seed(0)
+    env = gym.make(env_id)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    policy = GaussianMLPPolicy(obs_dim, act_dim, [32], init_log_std=0.5)
+    N, E, T = 5, 3, 200 if "Hopper" in env_id else 60
+    params = policy.params()
+    if per_task:
+        params = {k: torch.stack([v + 0.05 * i for i in range(N)]) for k, v in params.items()}
+    episodes = {}
+    for groups in (1, 2, 3):
+        sampler = Sampler(env_id, N, E, T, groups=groups)
+        assert sampler.env.num_envs == N * E
+        assert (len(sampler.env.groups) if groups > 1 else 1) == groups
+        sampler.set_tasks(sampler.sample_tasks(N, np.random.default_rng(0)))
+        episodes[groups] = sampler.sample(
+            policy, params, np.random.default_rng(1), torch.Generator().manual_seed(2), per_task
+        )
+        sampler.close()
+    for groups in (2, 3):
+        for name in ("obs", "actions", "rewards", "mask"):
+            assert torch.equal(getattr(episodes[groups], name), getattr(episodes[1], name)), (groups, name)
+    if env_id == "metarl/AntVel-v0":
+        assert episodes[1].mask[-1].sum() < N * E  # some episodes ended early
+    if "Hopper" in env_id:
+        assert episodes[1].obs.shape[0] < T  # all ended early: the rollout stopped there
+
+
+def test_pipelining_is_chosen_for_batched_engines_with_cores_to_spare():
+    from metarl.sampler import pipeline_groups
+
+    assert pipeline_groups(0, num_tasks=40, batched=True, cores=16) == 2
+    assert pipeline_groups(0, num_tasks=40, batched=True, cores=2) == 1
+    assert pipeline_groups(0, num_tasks=40, batched=False, cores=16) == 1
+    assert pipeline_groups(4, num_tasks=3, batched=True, cores=2) == 3  # explicit, at most a group a task
+    assert pipeline_groups(1, num_tasks=40, batched=True, cores=16) == 1
