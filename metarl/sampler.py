@@ -230,8 +230,13 @@ def task_blocks(params: Params, num_tasks: int, per_task: bool) -> Params:
     which a few hundred env steps make into different episodes. So:
 
     - the policy runs on one torch thread while sampling (:func:`policy_threads`);
-    - each task is a block of its own: ``vmap`` over the leading task dimension makes every
-      layer a batched product of per-task blocks, the same for a task in any call;
+    - each task is a block of its own: with per-task parameters, ``vmap`` over the leading
+      task dimension makes every layer a batched product of per-task blocks, the same for a
+      task in any call; with shared parameters, one product over all the blocks' rows (a
+      faster kernel), whose rows come out alike since every block starts aligned and holds
+      as many rows (at least :data:`BLOCK_ROWS`, past MKL's small-matrix paths), so the
+      product's tiling is the same for every task's rows (checked for 1 to 40 tasks of 1 to
+      20 episodes, 1 to 4 threads);
     - every block starts on a 64-byte boundary and has the same number of rows: each task's
       observations (and action noise) are padded with zero rows to a multiple of
       :data:`BLOCK_ROWS`, which keeps every layer's per-task block of activations a multiple of
@@ -646,7 +651,10 @@ class Sampler:
         act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype, device=CPU)
         rew_buf = torch.zeros(T, N, E, device=CPU)
         mask_buf = torch.zeros(T, N, E, device=CPU)
-        params = task_blocks(params, N, per_task_params)
+        if per_task_params:
+            params = task_blocks(params, N, per_task_params)
+        else:
+            params = {k: v.detach().to(CPU) for k, v in params.items()}
         noise = noise.to(CPU)
         grouped = isinstance(self.env, TaskGroupsVectorEnv)
         envs = self.env.groups if grouped else [self.env]
@@ -668,8 +676,13 @@ class Sampler:
             lo, hi = bounds[g]
             o = torch.as_tensor(np.asarray(latest[g], dtype=np.float32), device=CPU).view(hi - lo, E, -1)
             obs_blocks[g][:, :E], noise_blocks[g][:, :E] = o, noise[t, lo:hi]
-            block = {k: v[lo:hi] for k, v in params.items()}
-            actions = policy.act(policy.dist(block, obs_blocks[g], task_dim=0), noise_blocks[g])[:, :E]
+            if per_task_params:
+                block = {k: v[lo:hi] for k, v in params.items()}
+                dist = policy.dist(block, obs_blocks[g], task_dim=0)
+            else:  # one product over every task's (aligned, equally padded) rows
+                flat = policy.dist(params, obs_blocks[g].view((hi - lo) * rows, -1))
+                dist = tuple(x.view(hi - lo, rows, *x.shape[1:]) for x in flat)
+            actions = policy.act(dist, noise_blocks[g])[:, :E]
             return o, actions
 
         def finish(job: tuple[int, int, Tensor, Tensor, Any]) -> None:
