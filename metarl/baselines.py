@@ -197,12 +197,14 @@ def make_baseline(
             run.start_over()
             if kind in ("pretrained", "oracle"):
                 before = run.snapshot()
-                model = train_ppo(
-                    config, kind == "oracle", timesteps, num_envs, config.seed, log_dir=out / "ppo"
-                )
-                model.save(out / PPO_FILE)
-                run.claim_new_files(before)
+                try:  # SB3 names its log files itself: they are claimed however training ends
+                    model = train_ppo(
+                        config, kind == "oracle", timesteps, num_envs, config.seed, log_dir=out / "ppo"
+                    )
+                finally:
+                    run.claim_new_files(before)
                 run.claim([PPO_FILE])
+                model.save(out / PPO_FILE)
                 state["timesteps"] = timesteps
                 if kind == "pretrained":
                     policy_from_ppo(model, policy, config.policy.rescale_actions)

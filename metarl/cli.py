@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,16 +32,33 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _default_sigterm_in_child() -> None:
+    """Forked workers (AsyncVectorEnv) end on SIGTERM as usual, without the parent's handler
+    (a job scheduler sends it to the whole process group); the parent then closes what is left."""
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
 def _interrupted(exc: KeyboardInterrupt) -> int:
     """The one line printed for Ctrl-C or SIGTERM, with the command that continues the run."""
     name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     trainer = _ACTIVE.get("trainer")
     if trainer is None:
         print(f"metarl: interrupted ({name})", file=sys.stderr)
+    elif trainer.saved_iteration is None:
+        print(
+            f"metarl: interrupted ({name}) before the first checkpoint; start again with: "
+            f"{_ACTIVE.get('rerun', 'metarl train CONFIG')} --out {trainer.out_dir} --force",
+            file=sys.stderr,
+        )
     else:
         print(
-            f"metarl: interrupted ({name}); the checkpoint of iteration {trainer.iteration} is kept; "
-            f"continue with: metarl train --resume {trainer.out_dir}",
+            f"metarl: interrupted ({name}); the checkpoint of iteration {trainer.saved_iteration} is "
+            f"kept; continue with: metarl train --resume {trainer.out_dir}",
             file=sys.stderr,
         )
     return 143 if isinstance(exc, Terminated) else 130
@@ -81,6 +99,8 @@ def _train(args: argparse.Namespace) -> int:
         RunDirectory(out).check_new(args.force)  # before the sampler starts: refuse in one line
         trainer = Trainer(config, out, progress=not args.no_progress, force=args.force)
     _ACTIVE["trainer"] = trainer
+    if args.config:
+        _ACTIVE["rerun"] = f"metarl train {args.config}"
     where = f"run directory: {trainer.out_dir}"
     if trainer.sampler is not None and trainer.sampler.backend == "ray":
         where += f"; sampler: Ray, {len(trainer.sampler.workers)} workers"
@@ -118,9 +138,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     config, policy = load_policy(args.run, which=args.checkpoint)
     method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
     iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
+    if args.device:
+        from metarl.device import resolve_device
+
+        resolve_device(args.device)  # a bad value: one line before anything runs
+    where = "; the oracle acts on the CPU (SB3)" if policy is None else ""
     print(
         f"scoring {checkpoint_path(args.run, args.checkpoint)} ({method}{iteration}) on {args.tasks} "
-        f"held-out tasks of {args.env or config.env}",
+        f"held-out tasks of {args.env or config.env}{where}",
         file=sys.stderr,
     )
     if policy is None:  # the oracle baseline: its SB3 policy sees the task; no adaptation
@@ -135,7 +160,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         from metarl.supervised import evaluate_regression
 
         result = evaluate_regression(
-            policy, config, args.tasks, args.steps, args.seed, k_shot=args.shots, lr=args.lr
+            policy,
+            config,
+            args.tasks,
+            args.steps,
+            args.seed,
+            k_shot=args.shots,
+            lr=args.lr,
+            device=args.device,
         )
         print(f"{SINUSOID}: {args.tasks} held-out tasks, {result['k_shot']}-shot (seed {args.seed})")
         print(f"{'steps':>5}  {'query MSE':>12}  {'stderr':>8}")

@@ -30,8 +30,8 @@ def resolve_device(spec: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"device {spec!r}: this torch ({torch.__version__}) sees no CUDA GPU; use device cpu "
-                "or auto, or install a CUDA build of torch"
+                f"device {spec!r}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu "
+                "(or device: cpu or auto in the config), or install a CUDA build of torch"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(

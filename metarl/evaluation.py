@@ -102,8 +102,8 @@ def adapt_and_evaluate(
     return, then takes one PG step: of size ``lr`` (default: the config's inner lr) first, and
     ``later_lr`` after that (default: half of ``lr``, the MAML paper's protocol).
     ``progress`` shows a progress bar on a terminal (one tick per sampled batch). The
-    adaptation steps run on ``device`` (default: the config's ``device``, ``auto`` taking the
-    GPU when there is one); sampling runs on the CPU. ``policy`` itself is not moved.
+    adaptation steps run on ``device`` (default ``auto``: the GPU when there is one, whichever
+    device the policy was trained on); sampling runs on the CPU. ``policy`` itself is not moved.
     """
     if num_tasks < 1 or steps < 0:
         raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
@@ -116,7 +116,7 @@ def adapt_and_evaluate(
         raise MetarlError(f"adaptation step sizes must be > 0, got {lr} and {later_lr}")
     rng = np.random.default_rng([seed, EVAL_STREAM])
     generator = torch.Generator().manual_seed(seed)
-    device = resolve_device(config.device if device is None else str(device))
+    device = resolve_device("auto" if device is None else str(device))
     if next(policy.parameters()).device != device:
         policy = copy.deepcopy(policy).to(device)
     env_id = env_id or config.env

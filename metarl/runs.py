@@ -102,14 +102,19 @@ class RunDirectory:
         """True when a training or a baseline has saved a checkpoint here."""
         return CHECKPOINT in self.owned() and (self.path / CHECKPOINT).is_file()
 
+    def earlier_files(self) -> list[str]:
+        """Files an earlier run wrote here that still exist (a run, or what is left of one)."""
+        return sorted(n for n in self.owned() if (self.path / n).is_file())
+
     def foreign(self) -> list[str]:
         """Files with metarl's names that metarl did not write."""
         owned = self.owned()
         return [n for n in self._candidates() if n not in owned]
 
-    def check_new(self, force: bool, resume_hint: bool = True) -> None:
+    def check_new(self, force: bool, resume_hint: bool = True, check_lock: bool = True) -> None:
         """Refuse (one line) to start a new run here unless it is safe: the path is a directory or
-        absent, no run is here (or ``force``), and no file of the user's has one of our names."""
+        absent, nothing of an earlier run is here (or ``force``), and no file of the user's has
+        one of our names. ``check_lock=False`` once this process holds the lock itself."""
         if self.path.exists() and not self.path.is_dir():
             raise MetarlError(f"--out {str(self.path)!r} is a file; name a directory for the run")
         existing = next(p for p in [self.path, *self.path.absolute().parents] if p.exists())
@@ -117,6 +122,22 @@ class RunDirectory:
             raise MetarlError(f"--out {str(self.path)!r}: {str(existing)!r} is a file, not a directory")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise MetarlError(f"--out {str(self.path)!r}: {str(existing)!r} is not writable")
+        self.check_foreign()
+        if check_lock:
+            self.check_unlocked()
+        if self.holds_run() and not force:
+            hint = f"use --resume {self.path} to continue it or " if resume_hint else "use "
+            raise MetarlError(f"{str(self.path)!r} already holds a run; {hint}--force to start over")
+        earlier = self.earlier_files()
+        if earlier and not force:
+            shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+            raise MetarlError(
+                f"{str(self.path)!r} holds files of an earlier run ({shown}) but no checkpoint.pt to "
+                "resume from; use --force to remove them and start over, or choose another --out"
+            )
+
+    def check_foreign(self) -> None:
+        """Refuse (one line) a directory where a file of the user's has one of metarl's names."""
         foreign = self.foreign()
         if foreign:
             shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
@@ -124,10 +145,6 @@ class RunDirectory:
                 f"{str(self.path)!r} holds files metarl did not write ({shown}); metarl never "
                 "overwrites them: move them or choose another --out"
             )
-        self.check_unlocked()
-        if self.holds_run() and not force:
-            hint = f"use --resume {self.path} to continue it or " if resume_hint else "use "
-            raise MetarlError(f"{str(self.path)!r} already holds a run; {hint}--force to start over")
 
     def check_unlocked(self) -> None:
         """A one-line error now, rather than after the sampler started, if another process holds
@@ -189,22 +206,27 @@ class RunDirectory:
         self.release()
 
     def claim(self, names: Iterable[str]) -> None:
-        """Record ``names`` as written by metarl (atomically rewrites the manifest)."""
+        """Record ``names`` as metarl's (atomically rewrites the manifest). A name is claimed
+        before its file is created, so a kill in between never leaves a file of metarl's that
+        the manifest does not list (which would make the directory look foreign)."""
         owned = self.owned() | {str(n) for n in names}
         if owned == self._owned and (self.path / MANIFEST).is_file():
             return
+        self._write_manifest(owned)
+
+    def _write_manifest(self, owned: set[str]) -> None:
         tmp = self.path / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps({"files": sorted(owned)}, indent=1))
         os.replace(tmp, self.path / MANIFEST)
-        self._owned = owned
+        self._owned = set(owned)
 
     def remove(self, name: str) -> None:
-        """Delete ``name`` if metarl wrote it; anything else is left alone."""
+        """Delete ``name`` if metarl wrote it; anything else is left alone. The manifest forgets
+        it after the file is gone (a later file of the user's with that name is the user's)."""
         if name not in self.owned():
             return
         (self.path / name).unlink(missing_ok=True)
-        self._owned = self.owned() - {name}
-        self.claim([])
+        self._write_manifest(self.owned() - {name})
 
     def start_over(self) -> None:
         """``--force``: remove every file of the earlier run (only files metarl wrote)."""
@@ -217,22 +239,21 @@ class RunDirectory:
                     d.rmdir()
             with contextlib.suppress(OSError):
                 ppo.rmdir()
-        self._owned = set()
-        self.claim([])
+        self._write_manifest(set())
 
     def write_text(self, name: str, text: str) -> None:
         """Write a small text file of the run atomically."""
+        self.claim([name])
         tmp = self.path / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, self.path / name)
-        self.claim([name])
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         """An atomic checkpoint write of ``state`` as ``name``."""
         from metarl.checkpoint import atomic_save
 
-        atomic_save(state, self.path / name)
         self.claim([name])
+        atomic_save(state, self.path / name)
 
     def claim_new_files(self, before: set[str]) -> None:
         """Claim the files with metarl's names that appeared since ``before`` (a

@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector.async_vector_env import AsyncState
 from torch import Tensor
 
 from metarl.errors import EnvFaultError, EnvNotFoundError, SamplerError, TaskProtocolError
@@ -752,11 +754,27 @@ class Sampler:
             named = sorted({repr(tasks[first_task + int(i) // self.episodes_per_task]) for i in ids})
             what += f" (task {', '.join(named[:3])})"
         elif "(task " not in what and tasks:
-            what += f" (tasks of this batch: {', '.join(repr(t) for t in tasks[:2])}, ...)"
+            shown = tasks[first_task : first_task + 2]
+            what += f" (tasks of this batch: {', '.join(repr(t) for t in shown)}, ...)"
         return SamplerError(f"{self.env_id}: {what}")
 
     def close(self) -> None:
+        """Close the vector env. Worker processes with a call still pending (sampling was
+        interrupted, or a worker died) are terminated rather than waited for."""
+        inner = self.env.unwrapped
+        pending = isinstance(inner, gym.vector.AsyncVectorEnv) and inner._state != AsyncState.DEFAULT
         try:
-            self.env.close()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "close while waiting for a pending call": we know
+                self.env.close(terminate=True) if pending else self.env.close()
         except Exception as exc:  # a dead worker must not hide the error that killed it
-            log.warning("closing the vector env failed: %s", exc)
+            processes = getattr(inner, "processes", [])
+            for process in processes:  # workers a signal is ending: give them a moment
+                process.join(timeout=1.0)
+            alive = [p for p in processes if p.is_alive()]
+            # Workers that a signal to the process group already ended: nothing to report.
+            report = log.warning if alive or not processes else log.debug
+            report("closing the vector env failed: %s", " ".join(str(exc).split()) or type(exc).__name__)
+            for process in alive:
+                process.terminate()
+            inner.closed = True  # nothing left to close at exit

@@ -14,6 +14,7 @@ trains one. The env id ``supervised/Sinusoid`` selects this path.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -332,8 +333,15 @@ def evaluate_regression(
     seed: int,
     k_shot: int | None = None,
     lr: float | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Query MSE on held-out tasks after 0..``steps`` SGD steps on K-shot support sets."""
+    """Query MSE on held-out tasks after 0..``steps`` SGD steps on K-shot support sets, on
+    ``device`` (default ``auto``: the GPU when there is one)."""
+    from metarl.device import resolve_device
+
+    target = resolve_device("auto" if device is None else str(device))
+    if next(model.parameters()).device != target:
+        model = copy.deepcopy(model).to(target)
     rng = np.random.default_rng([seed, 1])
     family = SinusoidTasks()
     k = k_shot or config.supervised.k_shot

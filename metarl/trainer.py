@@ -146,6 +146,7 @@ class Trainer:
             self.policy.to(self.device)  # initialised on the CPU: the same θ on every device
             self.algorithm = ALGORITHMS[config.algorithm](self.policy, sampler, config)
         self.iteration = 0  # iterations completed
+        self.saved_iteration: int | None = None  # the iteration checkpoint.pt holds (None: none yet)
         self.env_steps = 0
         self.best_return = -float("inf")
         self.failed_in_a_row = 0  # iterations since the last accepted meta-step
@@ -187,6 +188,7 @@ class Trainer:
             raise MetarlError(f"--resume: {str(out_dir)!r} is not a run directory")
         RunDirectory(out_dir).check_unlocked()
         state = load_checkpoint(out_dir / CHECKPOINT)
+        RunDirectory(out_dir).check_foreign()
         if state.get("method") in BASELINE_METHODS:
             raise MetarlError(
                 f"--resume: {str(out_dir)!r} holds the {state['method']} baseline, which is built "
@@ -200,6 +202,7 @@ class Trainer:
             config.device = device
         trainer = cls(config, out_dir, progress)
         trainer.load_state_dict(state)
+        trainer.saved_iteration = trainer.iteration
         trainer._resumed = True
         return trainer
 
@@ -236,12 +239,14 @@ class Trainer:
         latest = self.out_dir / CHECKPOINT
         name = f"checkpoint-{self.iteration:06d}.pt"
         numbered = self.out_dir / name
-        numbered.unlink(missing_ok=True)  # ours: check_new refused foreign files of our names
+        if numbered.exists() and name not in run.owned():  # appeared while the run went on
+            raise MetarlError(f"{str(numbered)!r} was not written by metarl; it is left as it is")
+        run.claim([name])
+        numbered.unlink(missing_ok=True)
         try:
             os.link(latest, numbered)  # the same bytes; the next atomic save replaces only the name
         except OSError:
             shutil.copyfile(latest, numbered)
-        run.claim([name])
         history = sorted(n for n in run.owned() if n.startswith("checkpoint-") and n.endswith(".pt"))
         for old in history[:-keep]:
             run.remove(old)
@@ -262,6 +267,11 @@ class Trainer:
         bar = None
         self.last_failure = ""
         try:
+            # Checked again under the lock: another process may have written here meanwhile.
+            if self._resumed:
+                run.check_foreign()
+            else:
+                run.check_new(self.force, check_lock=False)
             try:
                 if not self._resumed:
                     run.start_over()  # after --force: the earlier run's files, and only those
@@ -328,6 +338,7 @@ class Trainer:
             if improved:
                 run.save(BEST, state)
             run.save(CHECKPOINT, state)
+            self.saved_iteration = self.iteration
             self._keep_history(run)
         except OSError as exc:
             raise MetarlError(

@@ -298,3 +298,112 @@ def test_every_published_checkpoint_loads_without_unpickling():
     for path in published:
         state = load_checkpoint(path)
         assert state["policy"] and state["config"]["env"]
+
+
+# --- what a second reader found --------------------------------------------------------------------
+def test_pruned_checkpoints_leave_the_manifest_so_a_later_user_file_of_that_name_is_kept(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tmp_path, run, "--set", "checkpoint.keep_last=1", iterations=3) == 0
+    assert "checkpoint-000002.pt" not in RunDirectory(run).owned()
+    (run / "checkpoint-000002.pt").write_bytes(b"the user's")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    assert "holds files metarl did not write (checkpoint-000002.pt)" in _one_error_line(capsys)
+    assert _train(tmp_path, run, "--force", iterations=3) == 2
+    capsys.readouterr()
+    assert (run / "checkpoint-000002.pt").read_bytes() == b"the user's"
+
+
+def test_what_is_left_of_an_earlier_run_is_removed_only_with_force(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tmp_path, run) == 0
+    (run / "checkpoint.pt").unlink()  # the user freed some space, keeping best.pt
+    best = (run / "best.pt").read_bytes()
+    capsys.readouterr()
+    assert _train(tmp_path, run) == 2
+    line = _one_error_line(capsys)
+    assert "holds files of an earlier run (best.pt, " in line and "use --force" in line
+    assert (run / "best.pt").read_bytes() == best
+    assert _train(tmp_path, run, "--force") == 0
+
+
+def test_an_interrupted_baseline_leaves_only_files_it_claimed(tmp_path, monkeypatch):
+    from metarl import baselines
+
+    def interrupted_ppo(config, oracle, timesteps, num_envs, seed, log_dir):
+        log_dir.mkdir(parents=True)
+        (log_dir / "progress.csv").write_text("time/iterations\n1\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(baselines, "train_ppo", interrupted_ppo)
+    run = tmp_path / "pretrained"
+    assert main(["baseline", "pretrained", str(_config(tmp_path)), "--out", str(run)]) == 130
+    directory = RunDirectory(run)
+    assert directory.foreign() == [] and "ppo/progress.csv" in directory.owned()
+    monkeypatch.undo()
+    assert main(["baseline", "random", str(_config(tmp_path)), "--out", str(run), "--force"]) == 0
+    assert not (run / "ppo").exists()
+
+
+def test_an_interrupt_before_the_first_checkpoint_says_how_to_start_again(tmp_path, capsys):
+    from tests.conftest import interrupt_at_iteration
+
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    real = Trainer_train = __import__("metarl.trainer", fromlist=["Trainer"]).Trainer.train
+
+    def train_interrupted(self):
+        interrupt_at_iteration(self, 1)
+        return real(self)
+
+    import metarl.trainer
+
+    metarl.trainer.Trainer.train = train_interrupted
+    try:
+        assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 130
+    finally:
+        metarl.trainer.Trainer.train = Trainer_train
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        f"metarl: interrupted (Ctrl-C) before the first checkpoint; start again with: "
+        f"metarl train {config} --out {run} --force"
+    )
+    assert main(["train", str(config), "--out", str(run), "--no-progress", "--force"]) == 0
+
+
+def test_sigterm_to_the_process_group_with_async_workers_prints_no_traceback(tmp_path):
+    config = _config(
+        tmp_path,
+        iterations=200,
+        meta_batch_size=2,
+        episodes_per_task=2,
+        horizon=50,
+        sampler={"backend": "async"},
+    )
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "metarl", "train", str(config), "--out", str(run), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoint.pt").exists():
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a job scheduler does: the workers get it too
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("run directory:"), lines  # no traceback, no warning
+    assert "continue with: metarl train --resume" in lines[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_a_checkpoint_trained_on_a_gpu_evaluates_on_a_cpu_only_machine(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tmp_path, run, iterations=1) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["config"]["device"] = "cuda"  # as saved by a run on a GPU
+    torch.save(state, tmp_path / "gpu.pt")
+    assert main(["evaluate", str(tmp_path / "gpu.pt"), "--tasks", "2", "--steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--device", "cuda", "--no-progress"]) == 2
+    assert "use --device cpu" in _one_error_line(capsys)
