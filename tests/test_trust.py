@@ -345,24 +345,21 @@ def test_an_interrupted_baseline_leaves_only_files_it_claimed(tmp_path, monkeypa
     assert not (run / "ppo").exists()
 
 
-def test_an_interrupt_before_the_first_checkpoint_says_how_to_start_again(tmp_path, capsys):
+def test_an_interrupt_before_the_first_checkpoint_says_how_to_start_again(tmp_path, capsys, monkeypatch):
+    from metarl.trainer import Trainer
     from tests.conftest import interrupt_at_iteration
 
     config = _config(tmp_path)
     run = tmp_path / "run"
-    real = Trainer_train = __import__("metarl.trainer", fromlist=["Trainer"]).Trainer.train
+    real_train = Trainer.train
 
-    def train_interrupted(self):
+    def interrupted_in_its_first_iteration(self):
         interrupt_at_iteration(self, 1)
-        return real(self)
+        return real_train(self)
 
-    import metarl.trainer
-
-    metarl.trainer.Trainer.train = train_interrupted
-    try:
-        assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 130
-    finally:
-        metarl.trainer.Trainer.train = Trainer_train
+    monkeypatch.setattr(Trainer, "train", interrupted_in_its_first_iteration)
+    assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 130
+    monkeypatch.undo()
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (
         f"metarl: interrupted (Ctrl-C) before the first checkpoint; start again with: "
