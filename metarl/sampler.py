@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector.async_vector_env import AsyncState
+from metarl_envs.batched import usable_cores
 from torch import Tensor
 
 from metarl.errors import EnvFaultError, EnvNotFoundError, SamplerError, TaskProtocolError
@@ -462,13 +463,6 @@ def pipeline_groups(requested: int, num_tasks: int, batched: bool, cores: int) -
 PIPELINE_MIN_CORES = 4
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class Sampler:
     """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call."""
 
@@ -572,7 +566,7 @@ class Sampler:
             and backend in ("auto", "vector_entry_point")
             and "num_threads" in inspect.signature(creator).parameters
         )
-        cores = num_threads or _usable_cores()
+        cores = num_threads or usable_cores()
         count = pipeline_groups(groups, N, batched, cores) if batched else 1
         if count == 1:
             return make_vector_env(self.env_id, N * E, self.horizon, backend, num_threads, **env_kwargs)

@@ -375,21 +375,16 @@ def _check_task_env(base: Any, num_tasks: int, seed: int, steps: int) -> None:
         ) from None
 
     fix_sample = "make sample_tasks(n, rng) return a list of n tasks drawn from rng"
-    tasks_a = _call(
-        base,
-        f"sample_tasks({num_tasks}, rng)",
-        fix_sample,
-        base.sample_tasks,
-        num_tasks,
-        np.random.default_rng(seed),
-    )
-    tasks_b = _call(
-        base,
-        f"sample_tasks({num_tasks}, rng)",
-        fix_sample,
-        base.sample_tasks,
-        num_tasks,
-        np.random.default_rng(seed),
+    tasks_a, tasks_b = (  # twice from the same seed: the tasks must come from rng alone
+        _call(
+            base,
+            f"sample_tasks({num_tasks}, rng)",
+            fix_sample,
+            base.sample_tasks,
+            num_tasks,
+            np.random.default_rng(seed),
+        )
+        for _ in range(2)
     )
     if not isinstance(tasks_a, (list, tuple)) or len(tasks_a) != num_tasks:
         raise _fail(

@@ -12,6 +12,16 @@ from metarl.config import Config
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from metarl.sampler import Episodes
 
+#: The smallest navigation experiment that trains end to end in well under a second an iteration.
+TINY = {
+    "env": "metarl/Navigation2D-v0",
+    "iterations": 2,
+    "meta_batch_size": 3,
+    "episodes_per_task": 2,
+    "horizon": 12,
+    "policy": {"hidden_sizes": [8]},
+}
+
 
 def random_episodes(
     T: int, N: int, E: int, obs_dim: int, act_dim: int, seed: int, discrete: bool = False

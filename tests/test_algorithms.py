@@ -9,16 +9,10 @@ from metarl.algorithms.reptile import reptile_update
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.trainer import Trainer
+from tests.conftest import TINY as _TINY
 from tests.conftest import interrupt_at_iteration, tiny_maml
 
-TINY = {
-    "env": "metarl/Navigation2D-v0",
-    "iterations": 3,
-    "meta_batch_size": 3,
-    "episodes_per_task": 2,
-    "horizon": 12,
-    "policy": {"hidden_sizes": [8]},
-}
+TINY = {**_TINY, "iterations": 3}
 
 
 def test_reptile_update_is_theta_plus_epsilon_times_mean_difference():

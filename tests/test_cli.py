@@ -12,16 +12,10 @@ import yaml
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.trainer import Trainer
+from tests.conftest import TINY as _TINY
 from tests.conftest import interrupt_at_iteration
 
-TINY = {
-    "env": "metarl/Navigation2D-v0",
-    "iterations": 2,
-    "meta_batch_size": 3,
-    "episodes_per_task": 2,
-    "horizon": 12,
-    "policy": {"hidden_sizes": [8]},
-}
+TINY = dict(_TINY)
 
 
 @pytest.fixture

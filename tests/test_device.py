@@ -16,18 +16,11 @@ from metarl.cli import main
 from metarl.config import Config, config_from_dict, curvature_fraction
 from metarl.evaluation import adapt_and_evaluate
 from metarl.trainer import Trainer
+from tests.conftest import TINY
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-NAV = {
-    "env": "metarl/Navigation2D-v0",
-    "iterations": 2,
-    "meta_batch_size": 3,
-    "episodes_per_task": 2,
-    "horizon": 12,
-    "policy": {"hidden_sizes": [8]},
-    "device": "cpu",
-}
+NAV = {**TINY, "device": "cpu"}
 LEARNERS = {
     "maml_trpo": {"algorithm": "maml_trpo"},
     "maml_trpo-subsampled-curvature": {"algorithm": "maml_trpo", "trpo": {"curvature_tasks": 0.5}},

@@ -14,16 +14,10 @@ import metarl.bench
 import metarl.evaluation
 from metarl.cli import main
 from metarl.config import load_config
+from tests.conftest import TINY as _TINY
 from tests.user_env_example import PointGoal
 
-TINY = {
-    "env": "metarl/Navigation2D-v0",
-    "iterations": 1,
-    "meta_batch_size": 3,
-    "episodes_per_task": 2,
-    "horizon": 12,
-    "policy": {"hidden_sizes": [8]},
-}
+TINY = {**_TINY, "iterations": 1}
 
 
 def one_line_error(capsys, code: int, phrase: str) -> str:

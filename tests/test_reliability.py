@@ -16,17 +16,11 @@ import yaml
 from metarl.cli import main
 from metarl.errors import SamplerError
 from metarl.sampler import Sampler
+from tests.conftest import TINY as _TINY
 
 ROOT = Path(__file__).parents[1]
 FAULTY = "tests.faulty_envs:faulty/Point-v0"
-TINY = {
-    "env": "metarl/Navigation2D-v0",
-    "iterations": 5,
-    "meta_batch_size": 3,
-    "episodes_per_task": 2,
-    "horizon": 12,
-    "policy": {"hidden_sizes": [8]},
-}
+TINY = {**_TINY, "iterations": 5}
 
 
 def write(tmp_path, **overrides):

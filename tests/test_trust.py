@@ -19,16 +19,10 @@ import yaml
 
 from metarl.cli import main
 from metarl.runs import RunDirectory
+from tests.conftest import TINY as _TINY
 
 ROOT = Path(__file__).parents[1]
-TINY = {
-    "env": "metarl/Navigation2D-v0",
-    "iterations": 2,
-    "meta_batch_size": 3,
-    "episodes_per_task": 2,
-    "horizon": 12,
-    "policy": {"hidden_sizes": [8]},
-}
+TINY = dict(_TINY)
 
 
 def _config(tmp_path, **overrides):
