@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from metarl.tasks import task_api
 log = logging.getLogger(__name__)
 
 MAX_RESAMPLES = 3
+RESTART_TIMEOUT_S = 120  # how long a restarting worker may stay unavailable
 
 
 def import_ray() -> Any:
@@ -168,26 +170,40 @@ class RaySampler:
 
         pending = {i: call(i) for i in range(len(self.workers))}
         results: dict[int, Episodes] = {}
-        for attempt in range(MAX_RESAMPLES + 1):
+        deaths = dict.fromkeys(pending, 0)
+        restarting = dict.fromkeys(pending, False)
+        unavailable = getattr(self.ray.exceptions, "ActorUnavailableError", ())
+        deadline = 0.0
+        while pending:
             for i, ref in list(pending.items()):
                 try:
                     results[i] = self.ray.get(ref)
                     del pending[i]
                 except self.ray.exceptions.RayActorError as exc:
-                    if attempt == MAX_RESAMPLES:
+                    # A worker that died is restarted by Ray; until it is back, calls fail as
+                    # "unavailable": one death, however many times it answers so meanwhile.
+                    if not (isinstance(exc, unavailable) and restarting[i]):
+                        deaths[i] += 1
+                        if deaths[i] > MAX_RESAMPLES:
+                            died = f"Ray worker {i} died {deaths[i]} times"
+                            raise MetarlError(f"{self.env_id}: {died} ({exc})") from None
+                        self.restarts += 1
+                        restarting[i] = True
+                        deadline = time.monotonic() + RESTART_TIMEOUT_S
+                        log.warning(
+                            "Ray worker %d died (%s); restarted, re-sampling its %d tasks "
+                            "with the same seeds",
+                            i,
+                            type(exc).__name__,
+                            len(self.shards[i]),
+                        )
+                    elif time.monotonic() > deadline:
                         raise MetarlError(
-                            f"{self.env_id}: Ray worker {i} died {attempt + 1} times ({exc})"
+                            f"{self.env_id}: Ray worker {i} did not come back within {RESTART_TIMEOUT_S} s"
                         ) from None
-                    self.restarts += 1
-                    log.warning(
-                        "Ray worker %d died (%s); restarted, re-sampling its %d tasks with the same seeds",
-                        i,
-                        type(exc).__name__,
-                        len(self.shards[i]),
-                    )
+                    if isinstance(exc, unavailable):
+                        time.sleep(0.2)
                     pending[i] = call(i)
-            if not pending:
-                break
         return _concat([results[i] for i in range(len(self.workers))])
 
     def close(self) -> None:
