@@ -219,9 +219,9 @@ BLOCK_ROWS = 16 if "AVX512" in torch.backends.cpu.get_cpu_capability() else 8
 _ALIGN_BYTES = 64
 
 
-def task_blocks(params: Params, num_tasks: int, per_task: bool) -> Params:
-    """``params`` (shared, or with a leading task dimension when ``per_task``) as one block per
-    task, for a forward pass whose result for a task does not depend on the other tasks in the
+def task_blocks(params: Params) -> Params:
+    """Per-task ``params`` (a leading task dimension) on the CPU, one aligned block per task,
+    for a forward pass whose result for a task does not depend on the other tasks in the
     call, nor on how many threads the process has. :meth:`Sampler.run` relies on it so that the
     episodes of a task are bit-identical in a batch of all tasks and in any shard of them (Ray).
 
@@ -244,16 +244,14 @@ def task_blocks(params: Params, num_tasks: int, per_task: bool) -> Params:
       observations (and action noise) are padded with zero rows to a multiple of
       :data:`BLOCK_ROWS`, which keeps every layer's per-task block of activations a multiple of
       the kernels' vector width long (and the vectorized element-wise ops in step with the
-      blocks); and each
-      task's parameters are copied here into a slot of a fresh buffer whose size is a multiple
-      of 64 bytes (a precaution: MKL's one-row kernels depend on that operand's alignment too).
+      blocks); and each task's parameters are copied here into a slot of a fresh buffer whose
+      size is a multiple of 64 bytes (a precaution: MKL's one-row kernels depend on that
+      operand's alignment too).
     """
     blocks = {}
     for name, value in params.items():
         value = value.detach()
-        if not per_task:
-            value = value.expand(num_tasks, *value.shape)
-        size = value[0].numel()
+        num_tasks, size = value.shape[0], value[0].numel()
         align = _ALIGN_BYTES // value.element_size()
         buf = torch.empty(num_tasks, -(-size // align) * align, dtype=value.dtype, device=CPU)
         buf[:, :size] = value.reshape(num_tasks, size)
@@ -647,14 +645,15 @@ class Sampler:
         act_buf = torch.zeros(T, N, E, *policy.action_shape, dtype=policy.action_dtype, device=CPU)
         rew_buf = torch.zeros(T, N, E, device=CPU)
         mask_buf = torch.zeros(T, N, E, device=CPU)
-        if per_task_params:
-            params = task_blocks(params, N, per_task_params)
-        else:
-            params = {k: v.detach().to(CPU) for k, v in params.items()}
         noise = noise.to(CPU)
         grouped = isinstance(self.env, TaskGroupsVectorEnv)
         envs = self.env.groups if grouped else [self.env]
         bounds = self.env.task_bounds if grouped else [(0, N)]
+        if per_task_params:  # each group's slice of the per-task blocks, made once per call
+            blocks = task_blocks(params)
+            group_params = [{k: v[lo:hi] for k, v in blocks.items()} for lo, hi in bounds]
+        else:
+            params = {k: v.detach().to(CPU) for k, v in params.items()}
         rows = -(-E // BLOCK_ROWS) * BLOCK_ROWS  # each task's rows, padded with zeros
         obs_blocks = [torch.zeros(hi - lo, rows, self.obs_dim, device=CPU) for lo, hi in bounds]
         noise_blocks = [
@@ -673,8 +672,7 @@ class Sampler:
             o = torch.as_tensor(np.asarray(latest[g], dtype=np.float32), device=CPU).view(hi - lo, E, -1)
             obs_blocks[g][:, :E], noise_blocks[g][:, :E] = o, noise[t, lo:hi]
             if per_task_params:
-                block = {k: v[lo:hi] for k, v in params.items()}
-                dist = policy.dist(block, obs_blocks[g], task_dim=0)
+                dist = policy.dist(group_params[g], obs_blocks[g], task_dim=0)
             else:  # one product over every task's (aligned, equally padded) rows
                 flat = policy.dist(params, obs_blocks[g].view((hi - lo) * rows, -1))
                 dist = tuple(x.view(hi - lo, rows, *x.shape[1:]) for x in flat)
