@@ -17,10 +17,11 @@ import metarl_envs  # noqa: F401  (registers the families)
 from metarl_envs import TaskEnv
 
 from metarl.config import Config, load_config
+from metarl.episodes import Episodes
 from metarl.errors import ConfigError, EnvNotFoundError, MetarlError, TaskProtocolError
 from metarl.evaluation import adapt_and_evaluate, load_policy
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
-from metarl.sampler import Episodes, Sampler, make_vector_env
+from metarl.sampling.local import Sampler, make_vector_env
 from metarl.tasks import check_task_env, get_tasks, set_tasks
 from metarl.trainer import Trainer
 

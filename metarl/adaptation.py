@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from metarl import baseline
+from metarl import value_baseline
+from metarl.episodes import Episodes
 from metarl.policies import MLPPolicy, Params
 from metarl.returns import discounted_returns, gae, masked_normalize
-from metarl.sampler import Episodes
 
 
 @dataclass
@@ -35,7 +35,7 @@ def compute_advantages(
 ) -> Advantages:
     """Fit the linear baseline per task, then GAE; optionally normalized per task."""
     returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
-    fit = baseline.fit_predict(episodes.obs, returns, episodes.mask, task_dim=1)
+    fit = value_baseline.fit_predict(episodes.obs, returns, episodes.mask, task_dim=1)
     adv = gae(episodes.rewards, fit.values, episodes.mask, gamma, gae_lambda)
     if normalize:
         adv = masked_normalize(adv, episodes.mask, dims=(0, 2))

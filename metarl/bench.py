@@ -17,8 +17,8 @@ from metarl_envs.batched import usable_cores
 from metarl.config import load_config
 from metarl.errors import MetarlError
 from metarl.policies import GaussianMLPPolicy
-from metarl.sampler import Sampler, make_vector_env, policy_threads, resolve_env_id
-from metarl.tasks import set_tasks, task_api
+from metarl.sampling.local import Sampler, make_vector_env, policy_threads
+from metarl.tasks import resolve_env_id, set_tasks, task_api
 
 # MjData fields that make up the state a step starts from (mjSTATE_INTEGRATION minus the rarely
 # used applied forces and mocap), recorded from the batched run and replayed on one thread.

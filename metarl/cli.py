@@ -68,8 +68,7 @@ def _train(args: argparse.Namespace) -> int:
     from metarl.config import load_config
     from metarl.device import describe
     from metarl.runs import RunDirectory
-    from metarl.sampler import resolve_env_id
-    from metarl.tasks import check_task_env, make_env
+    from metarl.tasks import check_task_env, make_env, resolve_env_id
     from metarl.trainer import Trainer
 
     if args.resume:
@@ -122,8 +121,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from metarl.baselines import evaluate_oracle
     from metarl.evaluation import adapt_and_evaluate, checkpoint_path, load_policy
+    from metarl.reference_methods import evaluate_oracle
 
     # Every check on the arguments runs before the evaluation: nothing runs for minutes to fail.
     _check_seed("--seed", args.seed)
@@ -290,8 +289,8 @@ def _write_json(path: str | None, result: dict) -> None:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from metarl.baselines import make_baseline
     from metarl.config import load_config
+    from metarl.reference_methods import make_baseline
     from metarl.runs import RunDirectory
 
     for flag, value in (("--timesteps", args.timesteps), ("--num-envs", args.num_envs)):

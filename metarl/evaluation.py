@@ -18,7 +18,7 @@ from metarl.device import resolve_device
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy, Params
 from metarl.runs import BEST, CHECKPOINT
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 from metarl.supervised import SINUSOID, Regressor
 from metarl.trainer import EVAL_STREAM, make_policy
 

@@ -27,8 +27,8 @@ from torch.func import functional_call, vmap
 from metarl.adaptation import gradient_step
 from metarl.config import Config
 from metarl.errors import ConfigError
+from metarl.optim.trpo import conjugate_gradient, flat
 from metarl.policies import Params, mlp
-from metarl.trpo import conjugate_gradient, flat
 
 SINUSOID = "supervised/Sinusoid"
 SUPERVISED_ALGORITHMS = ("maml", "fomaml", "reptile", "imaml", "pretrained")

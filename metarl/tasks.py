@@ -7,9 +7,12 @@ any Gymnasium ``VectorEnv`` and checks that a user's env follows the protocol.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import os
 import pickle
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -70,6 +73,34 @@ def get_tasks(vector_env: VectorEnv) -> list[Any]:
     if hasattr(env, "get_tasks"):
         return list(env.get_tasks())
     return list(env.call("get_task"))
+
+
+def _import_user_module(module: str) -> None:
+    """Import a user's env module, looking in the current directory too (as ``python -m`` does;
+    the ``metarl`` console script does not put it on ``sys.path``)."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name is None or not module.startswith(exc.name) or cwd in sys.path:
+            raise
+        sys.path.append(cwd)
+        importlib.import_module(module)
+
+
+def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
+    given = env_id
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            _import_user_module(module)
+        except ImportError as exc:
+            raise EnvNotFoundError(f"env id {module}:{env_id}: cannot import {module!r} ({exc})") from None
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        raise EnvNotFoundError(unknown_env_message(given)) from None
 
 
 def task_api(env: gym.Env | VectorEnv, env_id: str | None = None, **env_kwargs: Any) -> Any:

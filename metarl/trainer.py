@@ -20,14 +20,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from metarl.algorithms import ALGORITHMS
 from metarl.checkpoint import atomic_save, load_checkpoint
 from metarl.config import Config, config_from_dict
 from metarl.device import resolve_device
 from metarl.errors import ConfigError, MetarlError, TrainingStopped
+from metarl.learners import ALGORITHMS
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 from metarl.supervised import SINUSOID, Regressor, SupervisedMetaLearner
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def make_sampler(config: Config, num_tasks: int | None = None, episodes: int | N
     if config.sampler.backend != "ray":
         kwargs["batches_kept"] = config.inner.steps + 1  # the inner batches and the valid one
     if config.sampler.backend == "ray":
-        from metarl.ray_sampler import RaySampler
+        from metarl.sampling.ray import RaySampler
 
         return RaySampler(
             *args, num_workers=config.sampler.num_workers, address=config.sampler.ray_address, **kwargs

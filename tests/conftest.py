@@ -7,10 +7,10 @@ import torch
 
 import metarl  # noqa: F401  (registers the families)
 from metarl.adaptation import compute_advantages
-from metarl.algorithms.maml_trpo import MAMLTRPO, InnerBatch
 from metarl.config import Config
+from metarl.episodes import Episodes
+from metarl.learners.maml_trpo import MAMLTRPO, InnerBatch
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
-from metarl.sampler import Episodes
 
 #: The smallest navigation experiment that trains end to end in well under a second an iteration.
 TINY = {

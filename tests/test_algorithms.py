@@ -5,9 +5,9 @@ import torch
 import yaml
 
 from metarl.adaptation import vpg_loss
-from metarl.algorithms.reptile import reptile_update
 from metarl.cli import main
 from metarl.config import load_config
+from metarl.learners.reptile import reptile_update
 from metarl.trainer import Trainer
 from tests.conftest import TINY as _TINY
 from tests.conftest import interrupt_at_iteration, tiny_maml

@@ -9,10 +9,10 @@ import torch
 import yaml
 from metarl_envs import GoalTask, VelocityTask
 
-from metarl.baselines import TaskInObservation, policy_from_ppo, task_vector, train_ppo
 from metarl.cli import main
 from metarl.config import config_from_dict
-from metarl.sampler import Sampler
+from metarl.reference_methods import TaskInObservation, policy_from_ppo, task_vector, train_ppo
+from metarl.sampling.local import Sampler
 from metarl.trainer import make_policy
 
 TINY = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metarl.adaptation import adapt, vpg_loss
-from metarl.trpo import flat, set_flat_
+from metarl.optim.trpo import flat, set_flat_
 from tests.conftest import random_episodes, tiny_maml
 
 

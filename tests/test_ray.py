@@ -11,7 +11,7 @@ import torch
 
 from metarl.errors import MetarlError
 from metarl.policies import GaussianMLPPolicy
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 
 ray = pytest.importorskip("ray")
 
@@ -26,7 +26,7 @@ def local_ray():
 
 
 def _episodes(sampler, per_task):
-    from metarl.ray_sampler import RaySampler  # noqa: F401
+    from metarl.sampling.ray import RaySampler  # noqa: F401
 
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(17, 6, [16])
@@ -52,7 +52,7 @@ def driver_threads(request):
 @pytest.mark.parametrize("driver_threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("per_task", [False, True])
 def test_ray_episodes_equal_local_episodes_with_one_and_two_workers(per_task, driver_threads):
-    from metarl.ray_sampler import RaySampler
+    from metarl.sampling.ray import RaySampler
 
     local = Sampler(ENV, 3, 2, 20)
     expected = _episodes(local, per_task)
@@ -67,7 +67,7 @@ def test_ray_episodes_equal_local_episodes_with_one_and_two_workers(per_task, dr
 
 
 def test_a_killed_worker_is_restarted_and_its_shard_resampled_identically(caplog):
-    from metarl.ray_sampler import RaySampler
+    from metarl.sampling.ray import RaySampler
 
     sampler = RaySampler(ENV, 3, 2, 20, num_workers=2)
     expected = _episodes(sampler, False)
@@ -80,7 +80,7 @@ def test_a_killed_worker_is_restarted_and_its_shard_resampled_identically(caplog
 
 
 def test_without_ray_the_backend_says_how_to_install_it(monkeypatch):
-    from metarl.ray_sampler import import_ray
+    from metarl.sampling.ray import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MetarlError, match=r"pip install 'metarl\[ray\]'"):

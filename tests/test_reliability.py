@@ -15,7 +15,7 @@ import yaml
 
 from metarl.cli import main
 from metarl.errors import SamplerError
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 from tests.conftest import TINY as _TINY
 
 ROOT = Path(__file__).parents[1]

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from metarl import baseline
+from metarl import value_baseline
 from metarl.returns import discounted_returns, gae, masked_normalize
 
 
@@ -49,7 +49,7 @@ def test_masked_normalize_ignores_masked_entries():
 def test_baseline_features_by_hand():
     obs = torch.tensor([[[2.0]], [[-20.0]]])  # [T=2, E=1, obs_dim=1]
     mask = torch.ones(2, 1)
-    f = baseline.features(obs, mask)
+    f = value_baseline.features(obs, mask)
     torch.testing.assert_close(f[0, 0], torch.tensor([2.0, 4.0, 0.0, 0.0, 0.0, 1.0]))
     # clipped to ±10; t/100 = 0.01
     torch.testing.assert_close(f[1, 0], torch.tensor([-10.0, 100.0, 0.01, 0.01**2, 0.01**3, 1.0]))
@@ -61,10 +61,10 @@ def test_baseline_recovers_a_linear_function_of_the_features_per_task():
     obs = torch.randn(T, N, E, D, dtype=torch.float64)
     mask = torch.ones(T, N, E, dtype=torch.float64)
     mask[20:, 1] = 0.0  # task 1 has shorter episodes
-    f = baseline.features(obs, mask)
+    f = value_baseline.features(obs, mask)
     w = torch.randn(N, f.shape[-1], dtype=torch.float64)  # a different target for each task
     returns = torch.einsum("tned,nd->tne", f, w)
-    fit = baseline.fit_predict(obs, returns, mask, task_dim=1, reg_coeff=1e-10)
+    fit = value_baseline.fit_predict(obs, returns, mask, task_dim=1, reg_coeff=1e-10)
     torch.testing.assert_close(fit.values, returns * mask, atol=1e-6, rtol=0)
     assert fit.retries == 0 and fit.fallbacks == 0
 
@@ -75,7 +75,7 @@ def test_baseline_nan_guard_falls_back_to_zero_for_the_broken_task_only():
     mask = torch.ones(T, N, E)
     returns = torch.randn(T, N, E)
     returns[:, 0] = math.nan
-    fit = baseline.fit_predict(obs, returns, mask, task_dim=1)
+    fit = value_baseline.fit_predict(obs, returns, mask, task_dim=1)
     assert torch.isfinite(fit.values).all()
     assert torch.all(fit.values[:, 0] == 0)
     assert fit.values[:, 1].abs().sum() > 0
@@ -94,6 +94,6 @@ def test_baseline_retries_with_more_regularisation_when_the_solve_fails(monkeypa
 
     monkeypatch.setattr(torch.linalg, "lstsq", flaky)
     obs, mask, returns = torch.randn(8, 2, 3, 1), torch.ones(8, 2, 3), torch.randn(8, 2, 3)
-    fit = baseline.fit_predict(obs, returns, mask, task_dim=1)
+    fit = value_baseline.fit_predict(obs, returns, mask, task_dim=1)
     assert calls == [2, 2] and fit.retries == 2 and fit.fallbacks == 0
     assert torch.isfinite(fit.values).all() and fit.values.abs().sum() > 0

@@ -14,7 +14,13 @@ from metarl.config import Config
 from metarl.errors import EnvNotFoundError, SamplerError
 from metarl.evaluation import adapt_and_evaluate
 from metarl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
-from metarl.sampler import MAX_ASYNC_ENVS, Sampler, available_memory, check_batch_memory, draw_randomness
+from metarl.sampling.local import (
+    MAX_ASYNC_ENVS,
+    Sampler,
+    available_memory,
+    check_batch_memory,
+    draw_randomness,
+)
 from metarl.tasks import unknown_env_message
 
 CHEETAH = "metarl/HalfCheetahVel-v0"
@@ -181,7 +187,7 @@ def test_check_batch_memory_counts_buffers_batches_and_sub_envs(monkeypatch):
     # 4 tasks × 4 episodes × 64 steps × 1 MiB per step = 1 GiB per batch; two batches kept.
     args = dict(num_tasks=4, episodes_per_task=4, horizon=64, step_bytes=2**20, batches=2)
     check_batch_memory("x/Y-v0", **args, available=2 * GIB)  # fits exactly
-    monkeypatch.setattr("metarl.sampler.available_memory", lambda: None)
+    monkeypatch.setattr("metarl.sampling.local.available_memory", lambda: None)
     check_batch_memory("x/Y-v0", **args)  # memory unknown: no check
     with pytest.raises(SamplerError) as info:
         check_batch_memory("x/Y-v0", **args, sub_env_bytes=GIB // 16, available=int(2.5 * GIB))
@@ -288,7 +294,7 @@ def test_a_pipelined_sampler_gives_the_episodes_of_an_unpipelined_one(env_id, pe
 
 
 def test_pipelining_is_chosen_for_batched_engines_with_cores_to_spare():
-    from metarl.sampler import pipeline_groups
+    from metarl.sampling.local import pipeline_groups
 
     assert pipeline_groups(0, num_tasks=40, batched=True, cores=16) == 2
     assert pipeline_groups(0, num_tasks=40, batched=True, cores=2) == 1

@@ -2,7 +2,7 @@
 
 import torch
 
-from metarl.trpo import conjugate_gradient, flat, trpo_step
+from metarl.optim.trpo import conjugate_gradient, flat, trpo_step
 from tests.conftest import tiny_maml
 
 

@@ -322,14 +322,14 @@ def test_what_is_left_of_an_earlier_run_is_removed_only_with_force(tmp_path, cap
 
 
 def test_an_interrupted_baseline_leaves_only_files_it_claimed(tmp_path, monkeypatch):
-    from metarl import baselines
+    from metarl import reference_methods
 
     def interrupted_ppo(config, oracle, timesteps, num_envs, seed, log_dir):
         log_dir.mkdir(parents=True)
         (log_dir / "progress.csv").write_text("time/iterations\n1\n")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(baselines, "train_ppo", interrupted_ppo)
+    monkeypatch.setattr(reference_methods, "train_ppo", interrupted_ppo)
     run = tmp_path / "pretrained"
     assert main(["baseline", "pretrained", str(_config(tmp_path)), "--out", str(run)]) == 130
     directory = RunDirectory(run)

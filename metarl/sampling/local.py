@@ -10,14 +10,11 @@ vectorized twin, or Gymnasium's Sync/Async vector envs) is chosen here and nowhe
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -27,59 +24,13 @@ from gymnasium.vector.async_vector_env import AsyncState
 from metarl_envs.batched import usable_cores
 from torch import Tensor
 
-from metarl.errors import EnvFaultError, EnvNotFoundError, SamplerError, TaskProtocolError
+from metarl.episodes import Episodes
+from metarl.errors import EnvFaultError, SamplerError, TaskProtocolError
 from metarl.policies import MLPPolicy, Params
-from metarl.tasks import set_tasks, task_api, unknown_env_message
+from metarl.tasks import resolve_env_id, set_tasks, task_api
 
 log = logging.getLogger(__name__)
 CPU = torch.device("cpu")  # where sampling runs, whatever the learner's device
-
-
-@dataclass
-class Episodes:
-    """A batch of episodes grouped by task; time-major.
-
-    ``obs`` [T, N, E, obs_dim], ``actions`` [T, N, E, act_dim] (Box) or [T, N, E] action indices
-    (Discrete), ``rewards`` and ``mask``
-    [T, N, E] for N tasks and E episodes per task. ``mask[t]`` is 1 while the episode runs.
-    """
-
-    obs: Tensor
-    actions: Tensor
-    rewards: Tensor
-    mask: Tensor
-
-    @property
-    def num_steps(self) -> int:
-        """Env steps that belong to episodes (masked steps excluded)."""
-        return int(self.mask.sum().item())
-
-    def tasks(self, idx: Tensor) -> Episodes:
-        """The episodes of the tasks ``idx`` only."""
-        return Episodes(self.obs[:, idx], self.actions[:, idx], self.rewards[:, idx], self.mask[:, idx])
-
-    def returns_per_task(self) -> Tensor:
-        """Undiscounted episode return averaged over each task's episodes: [N]."""
-        return self.rewards.sum(0).mean(-1)
-
-    def to(self, device: torch.device | str) -> Episodes:
-        """The same episodes on ``device`` (one copy per tensor; none if already there)."""
-        return Episodes(
-            *(x.to(device, non_blocking=True) for x in (self.obs, self.actions, self.rewards, self.mask))
-        )
-
-
-def _import_user_module(module: str) -> None:
-    """Import a user's env module, looking in the current directory too (as ``python -m`` does;
-    the ``metarl`` console script does not put it on ``sys.path``)."""
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        cwd = os.getcwd()
-        if exc.name is None or not module.startswith(exc.name) or cwd in sys.path:
-            raise
-        sys.path.append(cwd)
-        importlib.import_module(module)
 
 
 class TaskFaultWrapper(gym.Wrapper):
@@ -103,21 +54,6 @@ class TaskFaultWrapper(gym.Wrapper):
             return self.env.step(action)
         except Exception as exc:
             raise self._fault("step", exc) from exc
-
-
-def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id`` (importing ``module:`` first), or a one-line error."""
-    given = env_id
-    if ":" in env_id:
-        module, env_id = env_id.split(":", 1)
-        try:
-            _import_user_module(module)
-        except ImportError as exc:
-            raise EnvNotFoundError(f"env id {module}:{env_id}: cannot import {module!r} ({exc})") from None
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error:
-        raise EnvNotFoundError(unknown_env_message(given)) from None
 
 
 def make_vector_env(

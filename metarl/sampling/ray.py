@@ -1,6 +1,6 @@
 """Sampling on Ray, for meta-batches that outgrow one machine.
 
-:class:`RaySampler` has the :class:`~metarl.sampler.Sampler` interface, so no learner knows
+:class:`RaySampler` has the :class:`~metarl.sampling.local.Sampler` interface, so no learner knows
 where its episodes come from. Each Ray actor (:class:`RolloutWorker`) holds one vector env (the
 family's batched engine where it has one, Gymnasium's otherwise) for a contiguous shard of the
 meta-batch's tasks. Per call, the driver draws every sub-env's reset seed and every step's
@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.episodes import Episodes
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy, Params
-from metarl.sampler import Episodes, Sampler, draw_randomness
+from metarl.sampling.local import Sampler, draw_randomness
 from metarl.tasks import task_api
 
 log = logging.getLogger(__name__)

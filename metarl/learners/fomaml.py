@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.algorithms.maml_trpo import MAMLTRPO
 from metarl.config import Config
+from metarl.learners.maml_trpo import MAMLTRPO
 from metarl.policies import MLPPolicy
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 
 
 class FOMAML(MAMLTRPO):

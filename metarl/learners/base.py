@@ -18,8 +18,9 @@ from torch import Tensor
 
 from metarl.adaptation import Advantages, adapt, compute_advantages
 from metarl.config import Config
+from metarl.episodes import Episodes
 from metarl.policies import MLPPolicy, Params
-from metarl.sampler import Episodes, Sampler
+from metarl.sampling.local import Sampler
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Meta-learners. Each is a small class composing the sampler, the inner loop and an optimizer."""
 
-from metarl.algorithms.base import MetaLearner
-from metarl.algorithms.fomaml import FOMAML
-from metarl.algorithms.maml_trpo import MAMLTRPO
-from metarl.algorithms.promp import ProMP
-from metarl.algorithms.reptile import Reptile
+from metarl.learners.base import MetaLearner
+from metarl.learners.fomaml import FOMAML
+from metarl.learners.maml_trpo import MAMLTRPO
+from metarl.learners.promp import ProMP
+from metarl.learners.reptile import Reptile
 
 ALGORITHMS = {"maml_trpo": MAMLTRPO, "fomaml": FOMAML, "reptile": Reptile, "promp": ProMP}
 

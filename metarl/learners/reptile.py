@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from metarl.algorithms.base import MetaLearner
+from metarl.learners.base import MetaLearner
 from metarl.policies import Params
 
 

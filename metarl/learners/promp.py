@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from metarl.adaptation import masked_task_mean
-from metarl.algorithms.base import MetaLearner
 from metarl.config import Config
+from metarl.learners.base import MetaLearner
 from metarl.policies import MLPPolicy
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 
 
 class ProMP(MetaLearner):

@@ -29,8 +29,7 @@ from tqdm import tqdm
 from metarl.config import Config
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy
-from metarl.sampler import resolve_env_id
-from metarl.tasks import make_env
+from metarl.tasks import make_env, resolve_env_id
 
 BASELINES = ("random", "pretrained", "oracle")
 PPO_FILE = "ppo.zip"
@@ -176,7 +175,7 @@ def make_baseline(
     """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir`` (locked
     while it is written; with ``force`` an earlier run there is replaced, and only its files)."""
     from metarl.runs import CHECKPOINT, CONFIG_FILE, RunDirectory
-    from metarl.sampler import Sampler
+    from metarl.sampling.local import Sampler
     from metarl.trainer import make_policy
 
     if kind not in BASELINES:

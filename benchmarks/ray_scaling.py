@@ -1,6 +1,6 @@
 """Env-steps/s of the Ray sampler against the local one, at the paper's cheetah size.
 
-    python benchmarks/ray_sampler.py [--tasks 40] [--episodes 20] [--horizon 200] [--workers 1,2]
+    python benchmarks/ray_scaling.py [--tasks 40] [--episodes 20] [--horizon 200] [--workers 1,2]
                                      [--address HEAD_IP:6379]
 
 Each figure is the best of --rounds sampling calls (after one warm-up call) with the same policy.
@@ -18,8 +18,8 @@ import ray
 import torch
 
 from metarl.policies import GaussianMLPPolicy
-from metarl.ray_sampler import RaySampler
-from metarl.sampler import Sampler
+from metarl.sampling.ray import RaySampler
+from metarl.sampling.local import Sampler
 
 
 def rate(sampler, policy, rounds: int) -> float:

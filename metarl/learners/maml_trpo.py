@@ -20,11 +20,11 @@ import torch
 from torch import Tensor
 
 from metarl.adaptation import masked_task_mean
-from metarl.algorithms.base import InnerBatch, MetaLearner
 from metarl.config import curvature_fraction
+from metarl.episodes import Episodes
+from metarl.learners.base import InnerBatch, MetaLearner
+from metarl.optim.trpo import trpo_step
 from metarl.policies import Params
-from metarl.sampler import Episodes
-from metarl.trpo import trpo_step
 
 __all__ = ["InnerBatch", "MAMLTRPO"]
 
