@@ -31,7 +31,7 @@ def main() -> None:
         trainer = Trainer(config, out, progress=False)
         algo = trainer.algorithm
         tasks = algo.sampler.sample_tasks(config.meta_batch_size, trainer.rng)
-        batches, valid, adapted, _ = algo.sample_adaptation(tasks, trainer.rng, trainer.generator)
+        batches, valid, adapted, _ = algo.sample_inner_loop(tasks, trainer.rng, trainer.generator)
         trainer.sampler.close()
     theta0 = {k: v.detach().clone() for k, v in algo.policy.state_dict().items()}
 

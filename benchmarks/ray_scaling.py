@@ -18,8 +18,8 @@ import ray
 import torch
 
 from metarl.policies import GaussianMLPPolicy
-from metarl.sampling.ray import RaySampler
 from metarl.sampling.local import Sampler
+from metarl.sampling.ray import RaySampler
 
 
 def rate(sampler, policy, rounds: int) -> float:

@@ -27,10 +27,14 @@ mkdir -p "$runs" "$results"
 
 for learner in $learners; do
     run=$runs/$learner
+    # Each learner takes only its own keys: maml_trpo uses TASK.yaml, the others TASK_LEARNER.yaml.
+    learner_config=$config
+    [[ $learner == maml_trpo ]] || learner_config=experiments/${task}_$learner.yaml
+    [[ -f $learner_config ]] || { echo "no config $learner_config for $learner" >&2; exit 2; }
     if [[ -f $run/checkpoint.pt ]]; then
         metarl train --resume "$run" --no-progress
     else
-        metarl train "$config" --out "$run" --set "algorithm=$learner" --set "iterations=$iterations" \
+        metarl train "$learner_config" --out "$run" --set "iterations=$iterations" \
             "${extra[@]}" --no-progress
     fi
     metarl evaluate "$run" --checkpoint best --tasks 40 --steps 3 --json "$results/$learner.json"

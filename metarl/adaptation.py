@@ -1,6 +1,6 @@
 """The inner loop: advantages, the vanilla policy-gradient loss and differentiable PG steps.
 
-``adapt`` takes θ (one parameter set) or per-task parameters (a leading task dimension) and
+``pg_step`` takes θ (one parameter set) or per-task parameters (a leading task dimension) and
 returns per-task adapted parameters θ'_i = θ_i − α ∇L_i(θ_i), computed for every task in one
 backward pass. With ``first_order=False`` the step keeps its graph (``create_graph``), so a loss
 on θ' differentiates back to θ through the inner gradient: the second-order MAML gradient.
@@ -58,7 +58,7 @@ def log_probs(policy: MLPPolicy, params: Params, episodes: Episodes, per_task: b
 ESTIMATORS = ("vpg", "lvc")
 
 
-def vpg_loss(
+def inner_surrogate(
     policy: MLPPolicy,
     params: Params,
     episodes: Episodes,
@@ -107,7 +107,7 @@ def gradient_step(
     per-task losses. ``per_task`` says whether ``params`` already has the task dimension (from
     an earlier step). Unless ``first_order``, the step keeps its graph (``create_graph``), so a
     loss on θ' differentiates back to θ through the inner gradient: the second-order MAML
-    gradient. RL's :func:`adapt` and the supervised learners both step through here.
+    gradient. RL's :func:`pg_step` and the supervised learners both step through here.
     """
     create_graph = not first_order and any(p.requires_grad for p in params.values())
     params = _per_task(params, num_tasks, per_task)
@@ -116,7 +116,7 @@ def gradient_step(
     return {k: p - lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
 
 
-def adapt(
+def pg_step(
     policy: MLPPolicy,
     params: Params,
     episodes: Episodes,
@@ -127,9 +127,9 @@ def adapt(
     estimator: str = "vpg",
 ) -> Params:
     """One PG step per task on its episodes: θ'_i = θ_i − lr · ∇_θ L_i(θ_i) (see
-    :func:`gradient_step`), with the inner surrogate ``estimator`` (see :func:`vpg_loss`)."""
+    :func:`gradient_step`), with the inner surrogate ``estimator`` (see :func:`inner_surrogate`)."""
 
     def losses(p: Params) -> Tensor:
-        return vpg_loss(policy, p, episodes, advantages, per_task=True, estimator=estimator)
+        return inner_surrogate(policy, p, episodes, advantages, per_task=True, estimator=estimator)
 
     return gradient_step(params, losses, episodes.obs.shape[1], lr, first_order, per_task)

@@ -4,7 +4,6 @@ where the time of a meta-iteration goes. They print figures; they are not tests.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Any
 
@@ -325,18 +324,18 @@ def bench_iteration(
     that a figure can be reproduced from it."""
     from metarl.config import curvature_fraction
     from metarl.device import describe
-    from metarl.trainer import Trainer
+    from metarl.learners.registry import kind_of
+    from metarl.trainer import learner_from_config
 
     if iterations < 1:
         raise MetarlError(f"--iterations: got {iterations}, expected a positive integer")
     config = load_config(
         config_path, ["iterations=1", *(overrides or []), *([f"device={device}"] if device else [])]
     )
-    if config.env.startswith("supervised/"):
+    if kind_of(config.env) != "rl":
         raise MetarlError(f"bench iteration times RL sampling and meta-steps; {config.env!r} is supervised")
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(config, out, progress=False)
-        algo = trainer.algorithm
+    with learner_from_config(config) as algo:
+        trainer = algo
         algo.train_iteration(trainer.rng, trainer.generator)  # warm-up
         totals = {"sampling": 0.0, "adaptation": 0.0, "meta_step": 0.0, "iteration": 0.0}
         env_steps = 0.0
@@ -348,13 +347,13 @@ def bench_iteration(
             totals["adaptation"] += m["time/adaptation_s"]
             totals["meta_step"] += m["time/meta_step_s"]
             env_steps += m["sampler/env_steps"]
-        trainer.sampler.close()
         where = describe(trainer.device)
         trpo = config.algorithm == "maml_trpo" or (
             config.algorithm == "fomaml" and config.outer.optimizer == "trpo"
         )
         curvature = curvature_fraction(config, trainer.device.type) if trpo else None
         sampler_threads = getattr(trainer.sampler.env, "num_threads", 1)
+        sampler_backend = trainer.sampler.backend
     per_iter = {k: v / iterations for k, v in totals.items()}
     return {
         "config": config_path,
@@ -366,7 +365,7 @@ def bench_iteration(
         "algorithm": config.algorithm,
         "device": where,
         "torch_threads": torch.get_num_threads(),
-        "sampler_backend": trainer.sampler.backend,
+        "sampler_backend": sampler_backend,
         "sampler_threads": sampler_threads,
         "curvature_tasks": curvature,
         "seconds_per_iteration": per_iter,

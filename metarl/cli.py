@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from metarl.errors import MetarlError, TrainingStopped
-from metarl.supervised import SINUSOID
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 3  # training stopped itself (e.g. repeated failed meta-steps)
@@ -67,6 +66,7 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 def _train(args: argparse.Namespace) -> int:
     from metarl.config import load_config
     from metarl.device import describe
+    from metarl.learners.registry import kind_of
     from metarl.runs import RunDirectory
     from metarl.tasks import check_task_env, make_env, resolve_env_id
     from metarl.trainer import Trainer
@@ -86,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.device:
             overrides.append(f"device={args.device}")
         config = load_config(args.config, overrides)
-        if config.env != SINUSOID:
+        if kind_of(config.env) == "rl":
             spec = resolve_env_id(config.env)
             if not spec.id.startswith("metarl/"):  # a user's env: check the task protocol first
                 check_task_env(make_env(config.env, **config.env_kwargs))
@@ -122,6 +122,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from metarl.evaluation import adapt_and_evaluate, checkpoint_path, load_policy
+    from metarl.learners.registry import kind_of
     from metarl.reference_methods import evaluate_oracle
 
     # Every check on the arguments runs before the evaluation: nothing runs for minutes to fail.
@@ -155,22 +156,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"return {result['mean_return'][0]:.2f} ± {result['stderr'][0]:.2f}")
         _write_json(args.json, result)
         return 0
-    if config.env == SINUSOID:
-        from metarl.supervised import evaluate_regression
+    if kind_of(config.env) == "supervised":
+        from metarl.learners.base import load
 
-        result = evaluate_regression(
-            policy,
-            config,
-            args.tasks,
-            args.steps,
-            args.seed,
-            k_shot=args.shots,
-            lr=args.lr,
-            device=args.device,
+        learner = load(args.run, which=args.checkpoint)
+        result = learner.evaluate(
+            args.tasks, args.steps, args.seed, k_shot=args.shots, lr=args.lr, device=args.device
         )
-        print(f"{SINUSOID}: {args.tasks} held-out tasks, {result['k_shot']}-shot (seed {args.seed})")
-        print(f"{'steps':>5}  {'query MSE':>12}  {'stderr':>8}")
-        for k, mean, err in zip(result["steps"], result["mean_mse"], result["stderr"], strict=True):
+        key = "mean_mse" if "mean_mse" in result else "mean_loss"
+        print(f"{config.env}: {args.tasks} held-out tasks, {result['k_shot']}-shot (seed {args.seed})")
+        print(f"{'steps':>5}  {'query ' + key[5:].replace('mse', 'MSE'):>12}  {'stderr':>8}")
+        for k, mean, err in zip(result["steps"], result[key], result["stderr"], strict=True):
             print(f"{k:>5}  {mean:>12.3f}  {err:>8.3f}")
         _write_json(args.json, result)
         return 0

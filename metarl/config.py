@@ -23,8 +23,6 @@ import yaml
 from metarl.device import DEVICE_ALLOWED, DEVICE_PATTERN
 from metarl.errors import ConfigError
 
-# The last three are supervised-only (env supervised/Sinusoid).
-ALGORITHMS = ("maml_trpo", "fomaml", "reptile", "promp", "maml", "imaml", "pretrained")
 ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
@@ -162,6 +160,132 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: The nested sections of a config (``inner``, ``trpo``, ...).
+SECTIONS = tuple(name for name, tp in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(tp))
+
+#: Keys every learner takes: what it learns on, how long, where, and what the run keeps.
+RUN_KEYS = (
+    "env",
+    "algorithm",
+    "seed",
+    "iterations",
+    "device",
+    "num_threads",
+    "max_failed_iterations",
+    "checkpoint.keep_last",
+)
+#: Keys every RL learner takes: the episodes, their advantages, the policy, the inner step and
+#: the sampler.
+RL_KEYS = (
+    "meta_batch_size",
+    "episodes_per_task",
+    "horizon",
+    "gamma",
+    "gae_lambda",
+    "normalize_advantages",
+    "env_kwargs",
+    "policy.hidden_sizes",
+    "policy.activation",
+    "policy.init_log_std",
+    "policy.rescale_actions",
+    "inner.lr",
+    "inner.steps",
+    "sampler.backend",
+    "sampler.num_threads",
+    "sampler.groups",
+    "sampler.num_workers",
+    "sampler.ray_address",
+)
+#: The TRPO meta-step's keys (MAML-TRPO, and FOMAML with ``outer.optimizer: trpo``).
+TRPO_KEYS = (
+    "trpo.max_kl",
+    "trpo.cg_iters",
+    "trpo.cg_damping",
+    "trpo.ls_max_steps",
+    "trpo.ls_backtrack_ratio",
+    "trpo.curvature_tasks",
+)
+#: Keys every supervised few-shot learner takes.
+SUPERVISED_KEYS = (
+    "meta_batch_size",
+    "policy.hidden_sizes",
+    "policy.activation",
+    "inner.lr",
+    "supervised.k_shot",
+    "supervised.k_query",
+)
+
+#: The Python keyword of a config key, where the key's last part alone would be ambiguous.
+_PYTHON_NAMES = {
+    "inner.lr": "inner_lr",
+    "inner.steps": "inner_steps",
+    "inner.estimator": "inner_estimator",
+    "outer.lr": "outer_lr",
+    "outer.steps": "outer_steps",
+    "outer.optimizer": "outer_optimizer",
+    "sampler.backend": "sampler",
+    "sampler.num_threads": "sampler_threads",
+    "sampler.groups": "sampler_groups",
+    "sampler.num_workers": "ray_workers",
+    "sampler.ray_address": "ray_address",
+    "checkpoint.keep_last": "keep_last",
+}
+
+
+def python_name(key: str) -> str:
+    """The learner classes' keyword for a config key: ``trpo.max_kl`` -> ``max_kl``,
+    ``inner.lr`` -> ``inner_lr``."""
+    return _PYTHON_NAMES.get(key, key.rsplit(".", 1)[-1])
+
+
+#: What each hyperparameter does (the learners' docstrings list these).
+KEY_DOCS = {
+    "seed": "seeds the tasks, the episodes and the initial parameters",
+    "iterations": "meta-iterations of a config's run (Python: ``learn(iterations)``)",
+    "device": "where the learner's tensors live: auto (a GPU when there is one), cpu, cuda or cuda:N",
+    "num_threads": "torch intra-op threads; 0 keeps torch's default",
+    "max_failed_iterations": "stop after this many iterations in a row without an accepted meta-step",
+    "checkpoint.keep_last": "numbered checkpoints a run directory keeps; 0 keeps none",
+    "meta_batch_size": "tasks per meta-iteration",
+    "episodes_per_task": "episodes sampled per task for each adaptation step",
+    "horizon": "the most steps of one episode",
+    "gamma": "discount factor",
+    "gae_lambda": "GAE's lambda (1: Monte Carlo returns minus the linear baseline)",
+    "normalize_advantages": "normalize each task's advantages",
+    "env_kwargs": "keyword arguments of the env's constructor",
+    "policy.hidden_sizes": "hidden layer widths of the MLP",
+    "policy.activation": "relu or tanh",
+    "policy.init_log_std": "initial log standard deviation of Gaussian actions",
+    "policy.rescale_actions": "map actions in [-1, 1] onto a bounded Box action space",
+    "inner.lr": "the inner (adaptation) step size alpha",
+    "inner.steps": "inner gradient steps per task",
+    "inner.first_order": "drop the second-order terms of the meta-gradient",
+    "inner.estimator": "inner surrogate: vpg (MAML's score function) or lvc (ProMP's low-variance curvature)",
+    "trpo.max_kl": "TRPO's trust region: the mean KL of a meta-step",
+    "trpo.cg_iters": "conjugate-gradient iterations of the TRPO step",
+    "trpo.cg_damping": "damping added to the KL Hessian",
+    "trpo.ls_max_steps": "backtracking line-search steps",
+    "trpo.ls_backtrack_ratio": "step shrink factor of the line search",
+    "trpo.curvature_tasks": "fraction of tasks whose KL Hessian shapes the step, or auto (exact on a GPU)",
+    "outer.optimizer": "the outer step: trpo or adam",
+    "outer.lr": "Adam's step size",
+    "outer.steps": "Adam steps per meta-iteration",
+    "promp.clip_eps": "PPO clip range of the outer surrogate",
+    "promp.target_inner_kl": "target of each task's inner KL; its penalty adapts towards it",
+    "promp.init_inner_kl_coef": "initial coefficient of the inner-KL penalty",
+    "reptile.epsilon": "Reptile's step towards the adapted parameters",
+    "supervised.k_shot": "support examples per task",
+    "supervised.k_query": "query examples per task for the meta-loss",
+    "supervised.imaml_lambda": "iMAML's proximal strength lambda",
+    "supervised.cg_iters": "iMAML's conjugate-gradient iterations",
+    "sampler.backend": "auto (the family's batched engine, else sync), sync, async or ray",
+    "sampler.num_threads": "threads of a batched engine; 0 = the usable cores",
+    "sampler.groups": "task groups pipelined through a batched engine; 0 = auto, 1 = none",
+    "sampler.num_workers": "Ray actors",
+    "sampler.ray_address": "the Ray cluster to join (empty: a local Ray)",
+}
+
+
 # The largest seed: NumPy's legacy seeding (SB3's baselines) takes 32-bit seeds.
 MAX_SEED = 2**32 - 1
 # policy.init_log_std: exp(-5) ~ 0.007 to exp(2) ~ 7.4 as the initial action standard deviation.
@@ -177,7 +301,6 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "gamma": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
     "gae_lambda": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = torch's default)"),
-    "algorithm": (lambda v: v in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
     "policy.hidden_sizes": (
         lambda v: len(v) >= 1 and all(h >= 1 for h in v),
         "a non-empty list of integers >= 1",
@@ -255,47 +378,56 @@ def _float_value(value: Any) -> float | None:
     return None
 
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
+Label = typing.Callable[[str], str]
+
+
+def yaml_label(key: str) -> str:
+    """How an error names a config key: ``config key 'inner.lr'``."""
+    return f"config key {key!r}"
+
+
+def _coerce(key: str, value: Any, tp: Any, label: Label = yaml_label) -> Any:
     """Check ``value`` against the annotation ``tp``; ints (and numeric strings such as
     ``'1e-3'``) are accepted where floats are, and floats must be finite."""
     origin = typing.get_origin(tp)
+    what = label(key.split("[")[0]) + key[len(key.split("[")[0]) :]
     if tp is float:
         number = _float_value(value)
         if number is None:
-            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+            raise ConfigError(f"{what} must be a number, got {value!r}")
         if not math.isfinite(number):
             allowed = f" (allowed: {_RULES[key][1]})" if key in _RULES else ""
-            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}{allowed}")
+            raise ConfigError(f"{what} must be a finite number, got {value!r}{allowed}")
         return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+            raise ConfigError(f"{what} must be an integer, got {value!r}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+            raise ConfigError(f"{what} must be true or false, got {value!r}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+            raise ConfigError(f"{what} must be a string, got {value!r}")
         return value
     if origin is list:
         (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"config key {key!r} must be a list of {_type_name(item)}, got {value!r}")
-        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{what} must be a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, item, label) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"{what} must be a mapping, got {value!r}")
         return dict(value)
     if origin in (typing.Union, types.UnionType):
         number = _float_value(value)
         if float in typing.get_args(tp) and number is not None:
             if not math.isfinite(number):
-                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+                raise ConfigError(f"{what} must be a finite number, got {value!r}")
             return number
         return value
-    raise ConfigError(f"config key {key!r}: unsupported type {tp!r}")
+    raise ConfigError(f"{what}: unsupported type {tp!r}")
 
 
 def _unknown_key(key: str) -> ConfigError:
@@ -305,7 +437,7 @@ def _unknown_key(key: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}; {hint}valid keys: {', '.join(keys)}")
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def _build(cls: type, data: dict[str, Any], prefix: str = "", label: Label = yaml_label) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'!r} must be a mapping")
     hints = typing.get_type_hints(cls)
@@ -317,19 +449,50 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             raise _unknown_key(key)
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value if value is not None else {}, key + ".")
+            kwargs[name] = _build(tp, value if value is not None else {}, key + ".", label)
         else:
-            kwargs[name] = _coerce(key, value, tp)
+            kwargs[name] = _coerce(key, value, tp, label)
             if key in _RULES:
                 ok, allowed = _RULES[key]
                 if not ok(kwargs[name]):
-                    raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
+                    raise ConfigError(f"{label(key)} must be {allowed}, got {value!r}")
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from a plain (YAML-like) dict."""
-    return _build(Config, data)
+def given_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys a (YAML-like) dict sets, e.g. ``['seed', 'inner.lr']``; ``env_kwargs``
+    counts as one key."""
+    keys = []
+    for name, value in data.items():
+        key = prefix + str(name)
+        if isinstance(value, dict) and not prefix and name in SECTIONS:
+            keys.extend(given_keys(value, key + "."))
+        else:
+            keys.append(key)
+    return keys
+
+
+def config_from_dict(data: dict[str, Any], strict: bool = True, label: Label = yaml_label) -> Config:
+    """Build and validate a :class:`Config` from a plain (YAML-like) dict.
+
+    The learner is looked up in the registry (:mod:`metarl.learners.registry`) from
+    ``algorithm`` and the kind of ``env``. With ``strict`` (configs users write), a key the
+    learner does not take is an error; saved configs (checkpoints) are read with
+    ``strict=False``, as they hold every key.
+    """
+    from metarl.learners.registry import learner_class
+
+    config = _build(Config, data, label=label)
+    cls = learner_class(config.algorithm, config.env, label)
+    if strict:
+        taken = set(cls.config_keys())
+        for key in given_keys(data):
+            if key not in taken:
+                raise ConfigError(
+                    f"{label(key)} is not used by {cls.algorithm} ({cls.__name__}); it takes: "
+                    f"{', '.join(k for k in cls.config_keys() if k not in RUN_KEYS)}"
+                )
+    return config
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

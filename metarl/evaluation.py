@@ -11,16 +11,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from metarl.adaptation import adapt, compute_advantages
+from metarl.adaptation import compute_advantages, pg_step
 from metarl.checkpoint import load_checkpoint
 from metarl.config import Config, config_from_dict
 from metarl.device import resolve_device
 from metarl.errors import MetarlError
+from metarl.learners.base import EVAL_STREAM
 from metarl.policies import MLPPolicy, Params
 from metarl.runs import BEST, CHECKPOINT
+from metarl.sampling import EpisodeSampler
 from metarl.sampling.local import Sampler
-from metarl.supervised import SINUSOID, Regressor
-from metarl.trainer import EVAL_STREAM, make_policy
 
 
 def checkpoint_path(path: str | Path, which: str = "latest") -> Path:
@@ -34,49 +34,77 @@ def checkpoint_path(path: str | Path, which: str = "latest") -> Path:
 
 
 def load_policy(path: str | Path, which: str = "latest") -> tuple[Config, MLPPolicy]:
-    """The config and trained policy of a run directory (``latest`` or ``best`` checkpoint)
-    or of a checkpoint file. The policy records where it came from: ``method``, ``checkpoint``
-    (the file) and ``iteration``."""
-    path = checkpoint_path(path, which)
-    state = load_checkpoint(path)
-    config = config_from_dict(state["config"])
+    """The config and trained policy (or regressor) of a run directory (``latest`` or ``best``
+    checkpoint) or of a checkpoint file; ``None`` for the oracle baseline's. The policy records
+    where it came from: ``method``, ``checkpoint`` (the file) and ``iteration``."""
+    from metarl.learners.base import load
+
+    file = checkpoint_path(path, which)
+    state = load_checkpoint(file)
     if state.get("method") == "oracle":
-        return config, None  # type: ignore[return-value]
-    shapes = state.get("policy")
-    if (
-        not isinstance(shapes, dict)
-        or not shapes
-        or not all(isinstance(v, torch.Tensor) for v in shapes.values())
-    ):
-        raise MetarlError(f"{str(path)!r} holds no policy parameters")
-    if config.env == SINUSOID:
-        model = Regressor(1, 1, config.policy.hidden_sizes, config.policy.activation)
-        _load(model, shapes, path)
-        model.checkpoint, model.iteration = str(path), state.get("iteration")  # type: ignore[attr-defined]
-        return config, model  # type: ignore[return-value]
-    discrete = "log_std" not in shapes
-    layers = sorted((k for k in shapes if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
-    if not layers:
-        raise MetarlError(f"{str(path)!r} holds no policy network")
-    obs_dim, act_dim = shapes[layers[0]].shape[1], shapes[layers[-1]].shape[0]
-    policy = make_policy(config, obs_dim, act_dim, discrete)
-    _load(policy, shapes, path)
-    policy.method = state.get("method", config.algorithm)  # type: ignore[attr-defined]
-    policy.checkpoint, policy.iteration = str(path), state.get("iteration")  # type: ignore[attr-defined]
-    return config, policy
-
-
-def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise MetarlError(f"{str(path)!r}: the policy does not match its config ({first})") from None
+        return config_from_dict(state["config"], strict=False), None  # type: ignore[return-value]
+    learner = load(file)
+    policy = learner.policy
+    policy.method = learner.method  # type: ignore[attr-defined]
+    policy.checkpoint, policy.iteration = str(file), state.get("iteration")  # type: ignore[attr-defined]
+    return learner.config, policy  # type: ignore[return-value]
 
 
 def _spaces(obs_dim: int, act_dim: int, discrete: bool) -> str:
     kind = f"{act_dim} discrete actions" if discrete else f"{act_dim}-dim actions"
     return f"{obs_dim}-dim observations, {kind}"
+
+
+def check_adaptation(
+    config: Config, steps: int, episodes: int | None, lr: float | None, later_lr: float | None
+) -> tuple[float, float]:
+    """Check an adaptation protocol's arguments (one-line errors); returns the step sizes with
+    their defaults resolved: ``lr`` = ``inner.lr``, ``later_lr`` = ``lr / 2``."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise MetarlError(f"adaptation steps must be an integer >= 0, got {steps!r}")
+    if episodes is not None and episodes < 1:
+        raise MetarlError(f"need --episodes >= 1, got {episodes}")
+    lr = config.inner.lr if lr is None else lr
+    later_lr = lr / 2 if later_lr is None else later_lr
+    if lr <= 0 or later_lr <= 0:
+        raise MetarlError(f"adaptation step sizes must be > 0, got {lr} and {later_lr}")
+    return lr, later_lr
+
+
+def adapt_to_tasks(
+    policy: MLPPolicy,
+    config: Config,
+    sampler: EpisodeSampler,
+    tasks: list[Any],
+    steps: int,
+    lr: float,
+    later_lr: float,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    device: torch.device,
+    progress: bool = False,
+    score_last: bool = True,
+) -> tuple[list[list[float]], Params]:
+    """Adapt θ to each of ``tasks`` (one per sampler task): ``steps`` times, sample episodes with
+    the current parameters and take one PG step (``lr`` first, ``later_lr`` after). Returns each
+    batch's per-task mean returns (``steps + 1`` batches with ``score_last``, else ``steps``) and
+    the adapted per-task parameters (θ itself if ``steps`` is 0)."""
+    sampler.set_tasks(tasks)
+    params: Params = {k: v.detach() for k, v in policy.params().items()}
+    per_task = False
+    returns = []  # [batches][num_tasks]
+    batches = steps + 1 if score_last else steps
+    bar = tqdm(range(batches), desc="adaptation steps", disable=None if progress else True, leave=False)
+    for k in bar:
+        episodes = sampler.sample(policy, params, rng, generator, per_task).to(device)
+        returns.append(episodes.returns_per_task().tolist())
+        if k < steps:
+            adv = compute_advantages(episodes, config.gamma, config.gae_lambda, config.normalize_advantages)
+            step_lr = lr if k == 0 else later_lr
+            params = pg_step(policy, params, episodes, adv.values, step_lr, True, per_task)
+            params = {n: v.detach() for n, v in params.items()}
+            per_task = True
+    return returns, params
 
 
 def adapt_and_evaluate(
@@ -107,13 +135,8 @@ def adapt_and_evaluate(
     """
     if num_tasks < 1 or steps < 0:
         raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
-    if episodes_per_task is not None and episodes_per_task < 1:
-        raise MetarlError(f"need --episodes >= 1, got {episodes_per_task}")
+    lr, later_lr = check_adaptation(config, steps, episodes_per_task, lr, later_lr)
     episodes_per_task = episodes_per_task or config.episodes_per_task
-    lr = config.inner.lr if lr is None else lr
-    later_lr = lr / 2 if later_lr is None else later_lr
-    if lr <= 0 or later_lr <= 0:
-        raise MetarlError(f"adaptation step sizes must be > 0, got {lr} and {later_lr}")
     rng = np.random.default_rng([seed, EVAL_STREAM])
     generator = torch.Generator().manual_seed(seed)
     device = resolve_device("auto" if device is None else str(device))
@@ -140,22 +163,9 @@ def adapt_and_evaluate(
                 f"{env_id} ({_spaces(*shape)}); evaluate it on an env with the same spaces"
             )
         tasks = sampler.sample_tasks(num_tasks, rng)
-        sampler.set_tasks(tasks)
-        params: Params = {k: v.detach() for k, v in policy.params().items()}
-        per_task = False
-        returns = []  # [steps + 1][num_tasks]
-        bar = tqdm(range(steps + 1), desc="adaptation steps", disable=None if progress else True, leave=False)
-        for k in bar:
-            episodes = sampler.sample(policy, params, rng, generator, per_task).to(device)
-            returns.append(episodes.returns_per_task().tolist())
-            if k < steps:
-                adv = compute_advantages(
-                    episodes, config.gamma, config.gae_lambda, config.normalize_advantages
-                )
-                step_lr = lr if k == 0 else later_lr
-                params = adapt(policy, params, episodes, adv.values, step_lr, True, per_task)
-                params = {n: v.detach() for n, v in params.items()}
-                per_task = True
+        returns, _ = adapt_to_tasks(
+            policy, config, sampler, tasks, steps, lr, later_lr, rng, generator, device, progress=progress
+        )
     finally:
         sampler.close()
 

@@ -10,7 +10,9 @@ parameters (a leading task dimension, mapped with ``torch.func.vmap``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
@@ -180,3 +182,74 @@ def gaussian_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Te
     var_p, var_q = torch.exp(2 * log_std_p), torch.exp(2 * log_std_q)
     kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5
     return kl.sum(-1)
+
+
+def make_policy(
+    obs_dim: int,
+    act_dim: int,
+    discrete: bool,
+    hidden_sizes: tuple[int, ...] | list[int] = (100, 100),
+    activation: str = "relu",
+    init_log_std: float = 0.0,
+) -> MLPPolicy:
+    """A categorical policy over ``act_dim`` actions if ``discrete``, else a Gaussian one."""
+    if discrete:
+        return CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes, activation)
+    return GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, activation, init_log_std)
+
+
+def policy_from_state(
+    state: dict[str, Tensor], hidden_sizes: list[int], activation: str, init_log_std: float = 0.0
+) -> MLPPolicy:
+    """An (uninitialised) policy shaped like the parameters ``state``, e.g. a checkpoint's."""
+    discrete = "log_std" not in state
+    layers = sorted((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
+    if not layers:
+        raise ValueError("the parameters hold no policy network")
+    obs_dim, act_dim = state[layers[0]].shape[1], state[layers[-1]].shape[0]
+    return make_policy(obs_dim, act_dim, discrete, hidden_sizes, activation, init_log_std)
+
+
+class AdaptedPolicy:
+    """A policy with one parameter set (θ, or θ' adapted to one task) that acts like
+    Stable-Baselines3's ``predict``: NumPy observations in, actions the env takes out."""
+
+    def __init__(
+        self,
+        policy: MLPPolicy,
+        params: Params,
+        env_actions: Callable[[np.ndarray], np.ndarray],
+        task: object = None,
+    ) -> None:
+        self.policy = policy
+        #: The parameters (name -> tensor, detached, on the policy's device).
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.task = task
+        self._env_actions = env_actions
+
+    @torch.no_grad()
+    def predict(
+        self, obs: np.ndarray, deterministic: bool = True, generator: torch.Generator | None = None
+    ) -> np.ndarray:
+        """Actions for one observation ``[obs_dim]`` or a batch ``[B, obs_dim]``: the mean (most
+        probable) action if ``deterministic``, else a draw from ``generator``."""
+        device = next(iter(self.params.values())).device
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+        single = x.dim() == 1
+        x = x.reshape(1 if single else x.shape[0], -1)
+        if x.shape[1] != self.policy.obs_dim:
+            raise ValueError(
+                f"predict: observations have {x.shape[1]} values, the policy takes {self.policy.obs_dim}"
+            )
+        dist = self.policy.dist(self.params, x)
+        if deterministic:
+            actions = dist[0].argmax(-1) if self.policy.action_dtype == torch.int64 else dist[0]
+        else:
+            actions = self.policy.act(
+                dist, self.policy.noise(tuple(dist[0].shape[:-1]), generator).to(device)
+            )
+        out = self._env_actions(actions.cpu().numpy())
+        return out[0] if single else out
+
+    def __repr__(self) -> str:
+        return f"AdaptedPolicy(task={self.task!r})"

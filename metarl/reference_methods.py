@@ -174,9 +174,9 @@ def make_baseline(
 ) -> Path:
     """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir`` (locked
     while it is written; with ``force`` an earlier run there is replaced, and only its files)."""
+    from metarl.policies import make_policy
     from metarl.runs import CHECKPOINT, CONFIG_FILE, RunDirectory
     from metarl.sampling.local import Sampler
-    from metarl.trainer import make_policy
 
     if kind not in BASELINES:
         raise MetarlError(f"unknown baseline {kind!r}; expected one of {', '.join(BASELINES)}")
@@ -188,8 +188,10 @@ def make_baseline(
     probe = Sampler(config.env, 1, 1, config.horizon, backend="sync", env_kwargs=config.env_kwargs)
     obs_dim, act_dim, discrete = probe.obs_dim, probe.act_dim, probe.discrete
     probe.close()
-    torch.manual_seed(config.seed)
-    policy = make_policy(config, obs_dim, act_dim, discrete)
+    p = config.policy
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        policy = make_policy(obs_dim, act_dim, discrete, p.hidden_sizes, p.activation, p.init_log_std)
     state: dict[str, Any] = {"iteration": 0, "config": config.to_dict(), "method": kind}
     with run:
         try:
@@ -273,7 +275,7 @@ def evaluate_oracle(
     """The oracle's return on the held-out tasks that ``evaluate`` draws for this seed (its
     no adaptation): the ceiling of the normalized score. Actions are sampled from the policy, as
     every other method's are, unless ``deterministic`` (PPO's mean action: a higher return)."""
-    from metarl.trainer import EVAL_STREAM
+    from metarl.learners.base import EVAL_STREAM
 
     model, env = load_oracle(run_dir, config)
     rng = np.random.default_rng([seed, EVAL_STREAM])

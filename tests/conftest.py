@@ -58,7 +58,7 @@ def tiny_maml(inner_steps: int = 1, first_order: bool = False, discrete: bool = 
     else:
         policy = GaussianMLPPolicy(2, 2, [4], "tanh", init_log_std=-0.3).double()
     act_dim = 3 if discrete else 2
-    algo = MAMLTRPO(policy, sampler=None, config=config)
+    algo = MAMLTRPO.from_config(config, policy=policy)
     batches = []
     for k in range(inner_steps):
         eps = random_episodes(6, 3, 2, 2, act_dim, seed=10 + k, discrete=discrete)

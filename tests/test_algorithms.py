@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from metarl.adaptation import vpg_loss
+from metarl.adaptation import inner_surrogate
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.learners.reptile import reptile_update
@@ -32,7 +32,7 @@ def test_reptile_iteration_moves_theta_towards_the_adapted_parameters(tmp_path):
     trainer = Trainer(config, tmp_path / "run", progress=False)
     algo = trainer.algorithm
     seen = {}
-    real = algo.sample_adaptation
+    real = algo.sample_inner_loop
 
     def spy(*args):
         out = real(*args)
@@ -40,7 +40,7 @@ def test_reptile_iteration_moves_theta_towards_the_adapted_parameters(tmp_path):
         seen["theta"] = {k: v.detach().clone() for k, v in algo.policy.params().items()}
         return out
 
-    algo.sample_adaptation = spy
+    algo.sample_inner_loop = spy
     algo.train_iteration(trainer.rng, trainer.generator)
     for name, p in algo.policy.named_parameters():
         expected = seen["theta"][name] + 0.3 * (seen["adapted"][name].mean(0) - seen["theta"][name])
@@ -52,8 +52,8 @@ def test_lvc_inner_surrogate_has_the_score_function_gradient_and_the_extra_curva
     policy, eps, adv = algo.policy, batches[0].episodes, batches[0].advantages.values
     theta = policy.params()
     params = list(theta.values())
-    vpg = vpg_loss(policy, theta, eps, adv, per_task=False, estimator="vpg").sum()
-    lvc = vpg_loss(policy, theta, eps, adv, per_task=False, estimator="lvc").sum()
+    vpg = inner_surrogate(policy, theta, eps, adv, per_task=False, estimator="vpg").sum()
+    lvc = inner_surrogate(policy, theta, eps, adv, per_task=False, estimator="lvc").sum()
     g_vpg = torch.autograd.grad(vpg, params, create_graph=True)
     g_lvc = torch.autograd.grad(lvc, params, create_graph=True)
     for a, b in zip(g_vpg, g_lvc, strict=True):

@@ -11,9 +11,9 @@ from metarl_envs import GoalTask, VelocityTask
 
 from metarl.cli import main
 from metarl.config import config_from_dict
+from metarl.policies import make_policy
 from metarl.reference_methods import TaskInObservation, policy_from_ppo, task_vector, train_ppo
 from metarl.sampling.local import Sampler
-from metarl.trainer import make_policy
 
 TINY = {
     "env": "metarl/Navigation2D-v0",
@@ -36,7 +36,7 @@ def test_ppo_actor_loads_into_our_policy_and_acts_like_sb3(env_id):
     config = config_from_dict({**TINY, "env": env_id})
     model = train_ppo(config, oracle=False, timesteps=256, num_envs=2)
     sampler = Sampler(env_id, 1, 1, 12, backend="sync")
-    policy = make_policy(config, sampler.obs_dim, sampler.act_dim)
+    policy = make_policy(sampler.obs_dim, sampler.act_dim, False, config.policy.hidden_sizes)
     policy_from_ppo(model, policy, rescale=True)
     obs = np.random.default_rng(0).normal(size=(16, sampler.obs_dim)).astype(np.float32)
     sb3_actions, _ = model.predict(obs, deterministic=True)  # in PPO's [-1, 1] units
@@ -57,7 +57,7 @@ def test_ppo_in_env_units_is_converted_to_our_units():
     kwargs = {"net_arch": [8, 8], "activation_fn": torch.nn.ReLU}
     model = PPO("MlpPolicy", env, policy_kwargs=kwargs, n_steps=64, batch_size=32, seed=0)
     model.learn(64)
-    policy = make_policy(config, sampler.obs_dim, sampler.act_dim)
+    policy = make_policy(sampler.obs_dim, sampler.act_dim, False, config.policy.hidden_sizes)
     policy_from_ppo(model, policy, rescale=True)
     obs = np.random.default_rng(1).normal(size=(16, sampler.obs_dim)).astype(np.float32)
     sb3_actions, _ = model.predict(obs, deterministic=True)  # in the env's units (±0.1)

@@ -24,10 +24,10 @@ NAV = {**TINY, "device": "cpu"}
 LEARNERS = {
     "maml_trpo": {"algorithm": "maml_trpo"},
     "maml_trpo-subsampled-curvature": {"algorithm": "maml_trpo", "trpo": {"curvature_tasks": 0.5}},
-    "fomaml-trpo": {"algorithm": "fomaml", "inner": {"first_order": True}},
-    "fomaml-adam": {"algorithm": "fomaml", "inner": {"first_order": True}, "outer": {"optimizer": "adam"}},
+    "fomaml-trpo": {"algorithm": "fomaml"},
+    "fomaml-adam": {"algorithm": "fomaml", "outer": {"optimizer": "adam"}},
     "reptile": {"algorithm": "reptile", "inner": {"steps": 2}},
-    "promp": {"algorithm": "promp", "inner": {"estimator": "lvc"}},
+    "promp": {"algorithm": "promp"},
 }
 SUPERVISED = ("maml", "fomaml", "reptile", "imaml", "pretrained")
 

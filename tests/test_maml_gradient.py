@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metarl.adaptation import adapt, vpg_loss
+from metarl.adaptation import inner_surrogate, pg_step
 from metarl.optim.trpo import flat, set_flat_
 from tests.conftest import random_episodes, tiny_maml
 
@@ -47,10 +47,10 @@ def test_adapt_takes_one_gradient_step_per_task():
     policy = algo.policy
     eps, adv = batches[0].episodes, batches[0].advantages.values
     theta = policy.params()
-    adapted = adapt(policy, theta, eps, adv, lr=0.5, first_order=True)
+    adapted = pg_step(policy, theta, eps, adv, lr=0.5, first_order=True)
     for i in range(eps.obs.shape[1]):
         task_eps = type(eps)(*(x[:, i : i + 1] for x in (eps.obs, eps.actions, eps.rewards, eps.mask)))
-        loss = vpg_loss(policy, theta, task_eps, adv[:, i : i + 1], per_task=False).sum()
+        loss = inner_surrogate(policy, theta, task_eps, adv[:, i : i + 1], per_task=False).sum()
         grads = torch.autograd.grad(loss, list(theta.values()))
         for (name, p), g in zip(theta.items(), grads, strict=True):
             torch.testing.assert_close(adapted[name][i], p - 0.5 * g)
@@ -64,7 +64,7 @@ def test_random_episodes_fixture_is_deterministic():
 
 def test_meta_objective_given_the_sampled_adapted_params_equals_recomputing_them():
     algo, batches, valid = tiny_maml()
-    old = algo.adapted(algo.policy.params(), batches, create_graph=False)
+    old = algo.replay_inner_loop(algo.policy.params(), batches, create_graph=False)
     a = algo.meta_objective(batches, valid)(True)
     b = algo.meta_objective(batches, valid, {k: v.detach() for k, v in old.items()})(True)
     for x, y in zip(a, b, strict=True):

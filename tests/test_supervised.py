@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from metarl.cli import main
 from metarl.supervised import FewShotBatch, NWayKShot, Regressor, SinusoidTasks, imaml_task_gradient
@@ -72,9 +73,13 @@ def test_imaml_implicit_gradient_matches_the_closed_form_on_a_quadratic_inner_pr
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "imaml", "pretrained"])
 def test_sinusoid_trains_with_metarl_train_and_evaluates(tmp_path, capsys, algorithm):
     run = tmp_path / "run"
-    sets = [f"algorithm={algorithm}", "iterations=30", "meta_batch_size=5", "outer.lr=0.01"]
-    args = ["train", "experiments/sinusoid.yaml", "--out", str(run), "--no-progress"]
-    assert main([*args, *[x for kv in sets for x in ("--set", kv)]]) == 0
+    config = {"env": "supervised/Sinusoid", "algorithm": algorithm, "iterations": 30, "meta_batch_size": 5}
+    config["outer" if algorithm != "reptile" else "reptile"] = (
+        {"lr": 0.01} if algorithm != "reptile" else {"epsilon": 0.1}
+    )
+    path = tmp_path / f"{algorithm}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(run), "--no-progress"]) == 0
     out = tmp_path / "eval.json"
     assert (
         main(["evaluate", str(run), "--tasks", "20", "--steps", "3", "--shots", "5", "--json", str(out)]) == 0
@@ -87,7 +92,9 @@ def test_sinusoid_trains_with_metarl_train_and_evaluates(tmp_path, capsys, algor
 def test_rl_only_and_supervised_only_algorithms_are_refused_with_one_line(tmp_path, capsys):
     args = ["train", "experiments/sinusoid.yaml", "--out", str(tmp_path / "a"), "--set", "algorithm=promp"]
     assert main(args) == 2
-    assert "is an RL learner; on supervised/Sinusoid use one of maml" in capsys.readouterr().err
+    assert "must be one of maml, fomaml, reptile, imaml, pretrained on a supervised few-shot family" in (
+        capsys.readouterr().err
+    )
     args = [
         "train",
         "experiments/navigation_2d.yaml",

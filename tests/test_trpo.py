@@ -69,7 +69,7 @@ def test_curvature_from_all_tasks_equals_the_default_step():
     results = []
     for use_subset in (False, True):
         algo, batches, valid = tiny_maml()
-        old = algo.adapted(algo.policy.params(), batches, create_graph=False)
+        old = algo.replay_inner_loop(algo.policy.params(), batches, create_graph=False)
         curvature = None
         if use_subset:  # "all tasks" through the subset path must give the same step
             curvature = algo.curvature_kl(batches, valid, old, torch.arange(3))
@@ -81,7 +81,7 @@ def test_curvature_from_all_tasks_equals_the_default_step():
 
 def test_curvature_from_a_task_subset_still_respects_max_kl():
     algo, batches, valid = tiny_maml()
-    old = algo.adapted(algo.policy.params(), batches, create_graph=False)
+    old = algo.replay_inner_loop(algo.policy.params(), batches, create_graph=False)
     curvature = algo.curvature_kl(batches, valid, old, torch.tensor([0, 2]))
     loss_and_kl = algo.meta_objective(batches, valid)
     result = trpo_step(list(algo.policy.parameters()), loss_and_kl, max_kl=0.01, curvature_kl=curvature)

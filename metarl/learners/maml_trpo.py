@@ -12,7 +12,6 @@ One meta-iteration:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -20,17 +19,28 @@ import torch
 from torch import Tensor
 
 from metarl.adaptation import masked_task_mean
-from metarl.config import curvature_fraction
+from metarl.config import TRPO_KEYS, curvature_fraction
 from metarl.episodes import Episodes
-from metarl.learners.base import InnerBatch, MetaLearner
+from metarl.learners.base import document
+from metarl.learners.registry import register
+from metarl.learners.rl import InnerBatch, RLLearner
 from metarl.optim.trpo import trpo_step
 from metarl.policies import Params
 
 __all__ = ["InnerBatch", "MAMLTRPO"]
 
 
-class MAMLTRPO(MetaLearner):
-    """Second-order MAML with a TRPO outer step (first-order with ``inner.first_order``)."""
+@register
+@document
+class MAMLTRPO(RLLearner):
+    """MAML with a TRPO meta-step (Finn et al. 2017): second order through the inner
+    policy-gradient steps (first order with ``first_order=True``).
+
+    ``metarl.MAMLTRPO("metarl/HalfCheetahVel-v0", meta_batch_size=40, seed=0).learn(500)``
+    """
+
+    algorithm = "maml_trpo"
+    hyperparameters = ("inner.first_order", "inner.estimator", *TRPO_KEYS)
 
     def meta_objective(
         self, batches: list[InnerBatch], valid: Episodes, old: Params | None = None
@@ -43,13 +53,13 @@ class MAMLTRPO(MetaLearner):
         valid_adv = valid_advantages.values
         theta = self.policy.params()
         if old is None:
-            old = self.adapted(theta, batches, create_graph=False)
+            old = self.replay_inner_loop(theta, batches, create_graph=False)
         old = {k: v.detach() for k, v in old.items()}
         old_dist = tuple(x.detach() for x in self.policy.dist(old, valid.obs, task_dim=1))
         old_logp = self.policy.log_prob(old_dist, valid.actions)
 
         def loss_and_kl(create_graph: bool) -> tuple[Tensor, Tensor]:
-            adapted = self.adapted(theta, batches, create_graph=create_graph)
+            adapted = self.replay_inner_loop(theta, batches, create_graph=create_graph)
             dist = self.policy.dist(adapted, valid.obs, task_dim=1)
             ratio = torch.exp(self.policy.log_prob(dist, valid.actions) - old_logp)
             loss = -masked_task_mean(ratio * valid_adv, valid.mask).mean()
@@ -71,19 +81,17 @@ class MAMLTRPO(MetaLearner):
         )
 
         def kl() -> Tensor:
-            adapted = self.adapted(self.policy.params(), sub_batches, create_graph=True)
+            adapted = self.replay_inner_loop(self.policy.params(), sub_batches, create_graph=True)
             per_step = self.policy.kl(old_dist, self.policy.dist(adapted, sub_valid.obs, task_dim=1))
             return masked_task_mean(per_step, sub_valid.mask).mean()
 
         return kl
 
-    def train_iteration(self, rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
-        """One meta-iteration; returns the metrics to log."""
+    def meta_step(
+        self, batches: list[InnerBatch], valid: Episodes, adapted: Params, rng: np.random.Generator
+    ) -> dict[str, float]:
+        """TRPO on the post-adaptation surrogate, its KL Hessian from all tasks or a subsample."""
         c = self.config
-        tasks = self.sampler.sample_tasks(c.meta_batch_size, rng)
-        batches, valid, adapted, timings = self.sample_adaptation(tasks, rng, generator)
-
-        t0 = time.perf_counter()
         curvature = None
         fraction = curvature_fraction(c, self.device.type)
         n_sub = max(1, round(fraction * c.meta_batch_size))
@@ -101,20 +109,13 @@ class MAMLTRPO(MetaLearner):
             ls_backtrack_ratio=c.trpo.ls_backtrack_ratio,
             curvature_kl=curvature,
         )
-        meta_time = time.perf_counter() - t0
         if not result.accepted:
             self.last_failure = result.reason
-
-        metrics = self.common_metrics(batches, valid, timings, meta_time)
-        metrics.update(
-            {
-                "meta/accepted": float(result.accepted),
-                "trpo/kl": result.kl,
-                "trpo/surrogate_before": -result.loss_before,
-                "trpo/surrogate_after": -result.loss_after,
-                "trpo/line_search_steps": float(result.ls_steps),
-                "trpo/curvature_tasks": float(n_sub),
-                "trpo/accepted": float(result.accepted),
-            }
-        )
-        return metrics
+        return {
+            "meta/accepted": float(result.accepted),
+            "meta/kl": result.kl,
+            "meta/surrogate_before": -result.loss_before,
+            "meta/surrogate_after": -result.loss_after,
+            "trpo/line_search_steps": float(result.ls_steps),
+            "trpo/curvature_tasks": float(n_sub),
+        }

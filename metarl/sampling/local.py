@@ -397,6 +397,26 @@ def pipeline_groups(requested: int, num_tasks: int, batched: bool, cores: int) -
 PIPELINE_MIN_CORES = 4
 
 
+class EnvActions:
+    """Policy actions as the env receives them: Box actions ``[..., act_dim]`` in [-1, 1] mapped
+    affinely onto a bounded Box (with ``rescale``; the env clips), discrete action indices offset
+    by the space's ``start``."""
+
+    def __init__(self, space: gym.Space, rescale: bool = True) -> None:
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        self.start = int(space.start) if self.discrete else 0
+        self.scale: Any = 1.0
+        self.offset: Any = 0.0
+        if rescale and isinstance(space, gym.spaces.Box) and space.is_bounded():
+            low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+            self.scale, self.offset = (high - low) / 2.0, (high + low) / 2.0
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        if self.discrete:
+            return np.asarray(actions, dtype=np.int64) + self.start
+        return self.offset + self.scale * np.asarray(actions, dtype=np.float64)
+
+
 class Sampler:
     """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call."""
 
@@ -473,13 +493,7 @@ class Sampler:
         #: Discrete action spaces get a categorical policy with ``act_dim`` = the number of actions.
         self.discrete = isinstance(space, gym.spaces.Discrete)
         self.act_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
-        self._act_start = int(space.start) if self.discrete else 0
-        # Policy actions live in [-1, 1]^d and are mapped affinely onto a bounded Box.
-        self._act_scale, self._act_offset = 1.0, 0.0
-        space = self.env.single_action_space
-        if rescale_actions and isinstance(space, gym.spaces.Box) and space.is_bounded():
-            low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-            self._act_scale, self._act_offset = (high - low) / 2.0, (high + low) / 2.0
+        self.env_actions = EnvActions(space, rescale_actions)
         self._tasks: list[Any] | None = None
         self._task_source = task_api(self.env, env_id, **(env_kwargs or {}))
 
@@ -531,13 +545,6 @@ class Sampler:
             return
         set_tasks(self.env, [t for t in tasks for _ in range(self.episodes_per_task)])
         self._tasks = list(tasks)
-
-    def env_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Policy actions as the env receives them: Box actions [..., act_dim] mapped onto the
-        bounds (the env clips), discrete action indices offset by the space's ``start``."""
-        if self.discrete:
-            return np.asarray(actions, dtype=np.int64) + self._act_start
-        return self._act_offset + self._act_scale * np.asarray(actions, dtype=np.float64)
 
     def sample(
         self,

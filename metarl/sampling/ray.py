@@ -207,6 +207,10 @@ class RaySampler:
                     pending[i] = call(i)
         return _concat([results[i] for i in range(len(self.workers))])
 
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Policy actions as the env receives them (the workers map them the same way)."""
+        return self._local.env_actions(actions)
+
     def close(self) -> None:
         for w in self.workers:
             self.ray.kill(w)
