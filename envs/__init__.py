@@ -6,7 +6,10 @@ Importing this package registers every family under the ``metarl/`` namespace, s
 nothing of policies or learners.
 
 Every family follows the task protocol (see :class:`metarl_envs.base.TaskEnv`):
-``sample_tasks(n, rng)``, ``set_task(task)`` and ``get_task()``.
+``sample_tasks(n, rng)``, ``set_task(task)`` and ``get_task()``. Its module holds the single env,
+the functions that compute its reward (and termination), and its vectorized twin, which calls the
+same functions: a :class:`metarl_envs.base.TaskVectorEnv` (NEXT_STEP autoreset), for the MuJoCo
+families on the batched engine of :mod:`metarl_envs.batched`.
 """
 
 from __future__ import annotations
@@ -25,30 +28,30 @@ FAMILIES: dict[str, tuple[str, str | None, int]] = {
     ),
     "metarl/HalfCheetahVel-v0": (
         "metarl_envs.half_cheetah:HalfCheetahVelEnv",
-        "metarl_envs.batched:HalfCheetahVelVectorEnv",
+        "metarl_envs.half_cheetah:HalfCheetahVelVectorEnv",
         200,
     ),
     "metarl/HalfCheetahDir-v0": (
         "metarl_envs.half_cheetah:HalfCheetahDirEnv",
-        "metarl_envs.batched:HalfCheetahDirVectorEnv",
+        "metarl_envs.half_cheetah:HalfCheetahDirVectorEnv",
         200,
     ),
-    "metarl/AntVel-v0": ("metarl_envs.ant:AntVelEnv", "metarl_envs.batched:AntVelVectorEnv", 200),
-    "metarl/AntDir-v0": ("metarl_envs.ant:AntDirEnv", "metarl_envs.batched:AntDirVectorEnv", 200),
-    "metarl/AntGoal-v0": ("metarl_envs.ant:AntGoalEnv", "metarl_envs.batched:AntGoalVectorEnv", 200),
+    "metarl/AntVel-v0": ("metarl_envs.ant:AntVelEnv", "metarl_envs.ant:AntVelVectorEnv", 200),
+    "metarl/AntDir-v0": ("metarl_envs.ant:AntDirEnv", "metarl_envs.ant:AntDirVectorEnv", 200),
+    "metarl/AntGoal-v0": ("metarl_envs.ant:AntGoalEnv", "metarl_envs.ant:AntGoalVectorEnv", 200),
     "metarl/HalfCheetahRandParams-v0": (
         "metarl_envs.rand_params:HalfCheetahRandParamsEnv",
-        "metarl_envs.batched:HalfCheetahRandParamsVectorEnv",
+        "metarl_envs.rand_params:HalfCheetahRandParamsVectorEnv",
         200,
     ),
     "metarl/HopperRandParams-v0": (
         "metarl_envs.rand_params:HopperRandParamsEnv",
-        "metarl_envs.batched:HopperRandParamsVectorEnv",
+        "metarl_envs.rand_params:HopperRandParamsVectorEnv",
         200,
     ),
     "metarl/Walker2dRandParams-v0": (
         "metarl_envs.rand_params:Walker2dRandParamsEnv",
-        "metarl_envs.batched:Walker2dRandParamsVectorEnv",
+        "metarl_envs.rand_params:Walker2dRandParamsVectorEnv",
         200,
     ),
     "metarl/Bandit-v0": ("metarl_envs.discrete:BanditEnv", "metarl_envs.discrete:BanditVectorEnv", 10),

@@ -21,6 +21,10 @@ forces that belong to neither state. Here the model carries one force sensor, so
 ``cfrc_ext`` inside each step, from the contacts of the state being stepped. That is the same
 quantity as ``mj_forward`` followed by ``mj_rnePostConstraint`` on that state, and it is what the
 batched twin gets from ``mujoco.batch``.
+
+The reward and health functions below work on one step or on a batch of sub-envs alike; the
+single envs and their batched twins (:class:`AntVelVectorEnv`, :class:`AntDirVectorEnv`,
+:class:`AntGoalVectorEnv`, on :class:`~metarl_envs.batched.MujocoBatchVectorEnv`) both call them.
 """
 
 from __future__ import annotations
@@ -30,12 +34,54 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from metarl_envs.base import DirectionTask, GoalTask, VelocityTask, check_n
+from metarl_envs.base import DirectionTask, GoalTask, VelocityTask, check_n, control_cost, init_kwargs
+from metarl_envs.batched import MujocoBatchVectorEnv
 
 CTRL_COST_WEIGHT = 0.005
 CONTACT_COST_WEIGHT = 5e-4
 SURVIVE_REWARD = 0.05
 PROBE_SITE = "metarl_contact_probe"
+
+
+def velocity_reward(x_velocity: np.ndarray, goal_velocity: np.ndarray) -> np.ndarray:
+    """AntVel's task term: ``-|v_x - goal| + 1``."""
+    return -np.abs(x_velocity - goal_velocity) + 1.0
+
+
+def direction_reward(x_velocity: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """AntDir's task term: ``direction * v_x``."""
+    return direction * x_velocity
+
+
+def goal_reward(xy: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """AntGoal's task term: ``-||xy - goal||_1 + 4`` (``xy`` and ``goal`` end in the 2 coordinates)."""
+    return -np.abs(xy - goal).sum(axis=-1) + 4.0
+
+
+def contact_forces(cfrc_ext: np.ndarray, force_range: tuple[float, float]) -> np.ndarray:
+    """The external contact forces ``cfrc_ext`` clipped to ``force_range``, as observed and costed."""
+    low, high = force_range
+    return np.clip(cfrc_ext, low, high)
+
+
+def ant_reward(
+    task_reward: np.ndarray, actions: np.ndarray, forces: np.ndarray, survive_reward: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The reward of the ant families, ``task_reward + survive_reward - 0.005 ||a||^2 - 5e-4 ||forces||^2``,
+    and its terms for ``info``. ``actions`` are clipped and ``forces`` are the clipped ``cfrc_ext``
+    (bodies x 6); a batch adds a leading sub-env axis to both."""
+    ctrl_cost = control_cost(actions, CTRL_COST_WEIGHT)
+    contact_cost = CONTACT_COST_WEIGHT * np.sum(np.square(forces), axis=(-2, -1))
+    reward = task_reward + survive_reward - ctrl_cost - contact_cost
+    return reward, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost, "reward_contact": -contact_cost}
+
+
+def is_healthy(qpos: np.ndarray, qvel: np.ndarray, healthy_z_range: tuple[float, float]) -> np.ndarray:
+    """The ant is healthy while its state is finite and the torso's height ``qpos[2]`` lies in
+    ``healthy_z_range`` (bounds included); an unhealthy ant ends its episode."""
+    low, high = healthy_z_range
+    z = qpos[..., 2]
+    return np.isfinite(qpos).all(axis=-1) & np.isfinite(qvel).all(axis=-1) & (low <= z) & (z <= high)
 
 
 def with_contact_force_sensor(path: str) -> mujoco.MjModel:
@@ -56,6 +102,13 @@ class _AntTaskEnv(AntEnv):
 
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
         super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, contact_cost_weight=CONTACT_COST_WEIGHT, **kwargs)
+        # Gymnasium's arguments that the step and the batched twin use.
+        settings = init_kwargs(AntEnv, kwargs)
+        #: Id of the body whose position is measured (the torso by default).
+        self.main_body: int = self.model.body(settings["main_body"]).id
+        self.healthy_z_range: tuple[float, float] = settings["healthy_z_range"]
+        self.contact_force_range: tuple[float, float] = settings["contact_force_range"]
+        self.reset_noise_scale: float = settings["reset_noise_scale"]
         self.set_task(task if task is not None else self.default_task)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -76,25 +129,19 @@ class _AntTaskEnv(AntEnv):
 
     def step(self, action):
         action = np.clip(action, self.action_space.low, self.action_space.high)
-        xy_before = self.data.body(self._main_body).xpos[:2].copy()
+        xy_before = self.data.body(self.main_body).xpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
-        xy = self.data.body(self._main_body).xpos[:2].copy()
+        xy = self.data.body(self.main_body).xpos[:2].copy()
         x_velocity = (xy[0] - xy_before[0]) / self.dt
-        task_reward = self.task_reward(x_velocity, xy)
-        ctrl_cost = self.control_cost(action)
-        contact_cost = self.contact_cost
-        state = self.state_vector()
-        low, high = self._healthy_z_range
-        healthy = bool(np.isfinite(state).all() and low <= state[2] <= high)
+        forces = contact_forces(self.data.cfrc_ext, self.contact_force_range)
+        reward, terms = ant_reward(self.task_reward(x_velocity, xy), action, forces, self.survive_reward)
+        healthy = bool(is_healthy(self.data.qpos, self.data.qvel, self.healthy_z_range))
         info = {
             "x_position": self.data.qpos[0],
             "y_position": self.data.qpos[1],
             "x_velocity": x_velocity,
-            "reward_task": task_reward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_contact": -contact_cost,
+            **terms,
         }
-        reward = task_reward + self.survive_reward - ctrl_cost - contact_cost
         return self._get_obs(), reward, not healthy, False, info
 
 
@@ -113,7 +160,7 @@ class AntVelEnv(_AntTaskEnv):
         self._task = task
 
     def task_reward(self, x_velocity: float, xy: np.ndarray) -> float:
-        return -abs(x_velocity - self._task.velocity) + 1.0
+        return velocity_reward(x_velocity, self._task.velocity)
 
 
 class AntDirEnv(_AntTaskEnv):
@@ -131,7 +178,7 @@ class AntDirEnv(_AntTaskEnv):
         self._task = task
 
     def task_reward(self, x_velocity: float, xy: np.ndarray) -> float:
-        return self._task.direction * x_velocity
+        return direction_reward(x_velocity, self._task.direction)
 
 
 class AntGoalEnv(_AntTaskEnv):
@@ -151,4 +198,75 @@ class AntGoalEnv(_AntTaskEnv):
         self._task = task
 
     def task_reward(self, x_velocity: float, xy: np.ndarray) -> float:
-        return -float(np.abs(xy - np.asarray(self._task.goal)).sum()) + 4.0
+        return goal_reward(xy, np.asarray(self._task.goal))
+
+
+# --- the batched twins ------------------------------------------------------------------------
+class _AntBatch(MujocoBatchVectorEnv):
+    """Ant observation (``qpos[2:]``, ``qvel``, clipped ``cfrc_ext``), reward and health, batched.
+
+    ``xpos`` and ``cfrc_ext`` are derived fields that ``mujoco.batch`` copies out after every
+    call, from the last substep, as ``mj_step`` leaves them in a single ``MjData``.
+    """
+
+    def _bind_fields(self) -> None:
+        self.xpos = self.batch.bind("xpos").reshape(self.num_envs, -1, 3)
+        self.cfrc_ext = self.batch.bind("cfrc_ext").reshape(self.num_envs, -1, 6)
+
+    def _before_step(self) -> np.ndarray:
+        return self.xpos[:, self.reference.main_body, :2].copy()
+
+    def _contact_forces(self) -> np.ndarray:
+        return contact_forces(self.cfrc_ext, self.reference.contact_force_range)
+
+    def _observe(self) -> np.ndarray:
+        forces = self._contact_forces()[:, 1:].reshape(self.num_envs, -1)
+        return np.concatenate([self.qpos[:, 2:], self.qvel, forces], axis=1)
+
+    def _reward(self, actions: np.ndarray, before: np.ndarray) -> np.ndarray:
+        xy = self.xpos[:, self.reference.main_body, :2]
+        x_velocity = (xy[:, 0] - before[:, 0]) / self.dt
+        task_reward = self._task_reward(x_velocity, xy)
+        return ant_reward(task_reward, actions, self._contact_forces(), self.reference.survive_reward)[0]
+
+    def _terminated(self) -> np.ndarray:
+        return ~is_healthy(self.qpos, self.qvel, self.reference.healthy_z_range)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class AntVelVectorEnv(_AntBatch):
+    """Batched twin of :class:`AntVelEnv`."""
+
+    single_env_cls = AntVelEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._goal_velocity = np.array([t.velocity for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        return velocity_reward(x_velocity, self._goal_velocity)
+
+
+class AntDirVectorEnv(_AntBatch):
+    """Batched twin of :class:`AntDirEnv`."""
+
+    single_env_cls = AntDirEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._direction = np.array([t.direction for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        return direction_reward(x_velocity, self._direction)
+
+
+class AntGoalVectorEnv(_AntBatch):
+    """Batched twin of :class:`AntGoalEnv`."""
+
+    single_env_cls = AntGoalEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._goal = np.array([t.goal for t in tasks], dtype=np.float64).reshape(len(tasks), 2)
+
+    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        return goal_reward(xy, self._goal)

@@ -1,12 +1,15 @@
-"""The task protocol and the task values shared by the families."""
+"""The task protocol, the task values shared by the families, and the base of their vector envs."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from gymnasium.vector import VectorEnv
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 
 @runtime_checkable
@@ -66,17 +69,68 @@ class PhysicsTask:
     geom_friction: tuple[float, ...]
 
 
-class TaskVectorEnv(VectorEnv):
-    """Base of the families' own vector envs: every sub-env carries its own task.
+# --- helpers shared by the families -----------------------------------------------------------
+def init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``cls.__init__`` runs with when given ``kwargs``: its defaults,
+    updated by ``kwargs``.
 
-    ``reference`` is a single env of the family (it samples and validates tasks). Subclasses
-    turn the tasks into arrays in ``_set_task_arrays``.
+    A family reads its Gymnasium base env's settings (reset noise, healthy ranges, ...) from here
+    rather than from the private attributes that env keeps them in.
+    """
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return defaults | kwargs
+
+
+def control_cost(actions: np.ndarray, weight: float) -> np.ndarray:
+    """``weight * ||a||^2`` over the last axis: a scalar for one action, one cost per row of a
+    batch of actions (the operations of Gymnasium's ``control_cost``)."""
+    return weight * np.sum(np.square(actions), axis=-1)
+
+
+# --- the families' vector envs ----------------------------------------------------------------
+class TaskVectorEnv(VectorEnv):
+    """Base of the families' own vector envs: every sub-env carries its own task and random
+    generator, and this class keeps Gymnasium's ``NEXT_STEP`` autoreset, as ``SyncVectorEnv`` of
+    the single env (in a ``TimeLimit``) keeps it.
+
+    The step after a sub-env's episode ends (terminated, or ``max_episode_steps`` reached) resets
+    that sub-env instead of stepping it: its action is ignored, and it returns the reset
+    observation with reward 0 and neither flag set.
+
+    ``reference`` is a single env of the family (it samples and validates tasks). A family says
+    how its tasks become arrays (``_set_task_arrays``), how actions are taken in (``_actions``),
+    how sub-envs are reset (``_reset_ids``) and advanced (``_advance``), and what they observe
+    (``_observe``).
     """
 
-    reference: Any
-    num_envs: int
-    _tasks: list[Any]
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
+    reference: Any
+    max_episode_steps: int | None
+    _tasks: list[Any]
+    _rngs: list[np.random.Generator]
+    _elapsed: np.ndarray
+    _autoreset: np.ndarray
+
+    def _setup(self, reference: Any, num_envs: int, max_episode_steps: int | None) -> None:
+        """Spaces from ``reference``, one generator per sub-env, the reference's task everywhere
+        and the autoreset counters. A subclass calls it first in ``__init__`` (not ``__init__``
+        itself: metarl reads a vector env's arguments from its ``__init__`` signatures), then
+        ``self.set_tasks(self.get_tasks())`` once its task arrays can be made."""
+        self.reference = reference
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.single_observation_space = reference.observation_space
+        self.single_action_space = reference.action_space
+        self.observation_space = batch_space(reference.observation_space, num_envs)
+        self.action_space = batch_space(reference.action_space, num_envs)
+        self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._tasks = [reference.get_task()] * num_envs
+
+    # --- the task protocol, per sub-env ---------------------------------------------------------
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self.reference.sample_tasks(n, rng)
 
@@ -94,9 +148,6 @@ class TaskVectorEnv(VectorEnv):
     def _validate_tasks(self, tasks: list[Any]) -> None:
         """Raise on a task the family does not accept (``_set_task_arrays`` may check too)."""
 
-    def _set_task_arrays(self, tasks: list[Any]) -> None:
-        raise NotImplementedError
-
     def per_env_seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
         """``reset``'s seed argument as one seed per sub-env, as ``SyncVectorEnv`` spreads it
         (an int ``s`` gives ``s, s + 1, ...``)."""
@@ -108,3 +159,56 @@ class TaskVectorEnv(VectorEnv):
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
         return seeds
+
+    # --- what a family defines ------------------------------------------------------------------
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        """Turn the tasks (one per sub-env) into the arrays the family computes with."""
+        raise NotImplementedError
+
+    def _actions(self, actions: Any) -> np.ndarray:
+        """The batch of actions as the sub-envs take them (clipped, or checked)."""
+        raise NotImplementedError
+
+    def _reset_ids(self, ids: np.ndarray) -> None:
+        """Reset the state of sub-envs ``ids``, drawing from their generators ``self._rngs[i]``."""
+        raise NotImplementedError
+
+    def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Step every sub-env except those where ``restart`` is set, which ``_reset_ids`` resets
+        instead; return the reward and the termination flag of every sub-env (the entries of
+        the restarted ones are discarded)."""
+        raise NotImplementedError
+
+    def _observe(self) -> np.ndarray:
+        """The batch of observations of the current states."""
+        raise NotImplementedError
+
+    # --- Gymnasium's VectorEnv API, with NEXT_STEP autoreset ------------------------------------
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        """Reset the sub-envs selected by ``options["reset_mask"]`` (all without it); a sub-env
+        given a seed gets a new generator from it, one given None keeps drawing from its own."""
+        seeds = self.per_env_seeds(seed)
+        ids = np.arange(self.num_envs)
+        if options and "reset_mask" in options:
+            ids = np.flatnonzero(np.asarray(options["reset_mask"], dtype=bool))
+        for i in ids:
+            if seeds[i] is not None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+        self._reset_ids(ids)
+        self._elapsed[ids] = 0
+        self._autoreset[ids] = False
+        return self._observe(), {}
+
+    def step(self, actions):
+        actions = self._actions(actions)
+        restart = self._autoreset.copy()  # the sub-envs whose episode ended last step
+        reward, terminated = self._advance(actions, restart)
+        self._elapsed = np.where(restart, 0, self._elapsed + 1)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if self.max_episode_steps is not None:
+            truncated = self._elapsed >= self.max_episode_steps
+        reward = np.where(restart, 0.0, reward)
+        terminated = terminated & ~restart
+        truncated = truncated & ~restart
+        self._autoreset = terminated | truncated
+        return self._observe(), reward, terminated, truncated, {}

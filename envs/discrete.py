@@ -11,7 +11,8 @@
 
 Each has a NumPy twin that steps every sub-env at once. Its only per-sub-env loop draws the
 random numbers, one generator per sub-env seeded as the single env seeds its own, so that both
-produce the same episodes from the same seeds (the tests check it).
+produce the same episodes from the same seeds (the tests check it). Both turn the draws into
+rewards and next states with the same functions (:func:`bandit_reward`, :func:`mdp_step`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 from metarl_envs.base import TaskVectorEnv, check_n
 
 
@@ -62,6 +60,11 @@ def _sample_bandits(n: int, num_arms: int, rng: np.random.Generator) -> list[Ban
     return [BanditTask(tuple(float(p) for p in row)) for row in rng.uniform(0.0, 1.0, (check_n(n), num_arms))]
 
 
+def bandit_reward(u: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """1 if the uniform draw ``u`` falls below the pulled arm's probability ``p``, else 0."""
+    return np.asarray(u < p, dtype=np.float64)
+
+
 class BanditEnv(gym.Env):
     """A Bernoulli bandit: pulling arm ``a`` pays 1 with probability ``means[a]``, else 0."""
 
@@ -90,7 +93,7 @@ class BanditEnv(gym.Env):
 
     def step(self, action):
         arm = int(action)
-        reward = float(self.np_random.random() < self._means[arm])
+        reward = float(bandit_reward(self.np_random.random(), self._means[arm]))
         return np.ones(1, np.float32), reward, False, False, {"arm": arm}
 
 
@@ -123,9 +126,15 @@ def _sample_mdps(n: int, num_states: int, num_actions: int, rng: np.random.Gener
     return tasks
 
 
-def _next_state(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws: the first state whose cumulative probability exceeds ``u``."""
-    return np.minimum((cumulative <= u[..., None]).sum(-1), cumulative.shape[-1] - 1)
+def mdp_step(
+    mean_reward: np.ndarray, cumulative: np.ndarray, noise: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reward and next state of (s, a): the mean reward plus the N(0, 1) draw ``noise``, and
+    the inverse-CDF draw of the uniform ``u``, the first state whose cumulative probability
+    (``cumulative``: the cumsum of P(·|s, a)) exceeds ``u``."""
+    u = np.asarray(u)
+    next_state = np.minimum((cumulative <= u[..., None]).sum(-1), cumulative.shape[-1] - 1)
+    return mean_reward + noise, next_state
 
 
 class TabularMDPEnv(gym.Env):
@@ -165,77 +174,42 @@ class TabularMDPEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
-        a = int(action)
-        reward = float(self._rewards[self._state, a] + self.np_random.standard_normal())
-        u = np.asarray(self.np_random.random())
-        self._state = int(_next_state(self._cumulative[self._state, a], u))
-        return self._obs(), reward, False, False, {}
+        s, a = self._state, int(action)
+        noise = self.np_random.standard_normal()
+        u = self.np_random.random()
+        reward, next_state = mdp_step(self._rewards[s, a], self._cumulative[s, a], noise, u)
+        self._state = int(next_state)
+        return self._obs(), float(reward), False, False, {}
 
 
 # --- the NumPy twins --------------------------------------------------------------------------
 class _SeededVectorEnv(TaskVectorEnv):
-    """NumPy vector env with one generator per sub-env and Gymnasium's ``NEXT_STEP`` autoreset."""
-
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    """NumPy twin of a discrete family: it draws from one generator per sub-env."""
 
     def __init__(self, single: gym.Env, num_envs: int, max_episode_steps: int | None) -> None:
-        self.reference = single
-        self.num_envs = num_envs
-        self.max_episode_steps = max_episode_steps
-        self.single_observation_space = single.observation_space
-        self.single_action_space = single.action_space
-        self.observation_space = batch_space(single.observation_space, num_envs)
-        self.action_space = batch_space(single.action_space, num_envs)
-        self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(num_envs)]
-        self._elapsed = np.zeros(num_envs, dtype=np.int64)
-        self._autoreset = np.zeros(num_envs, dtype=bool)
-        self._tasks: list[Any] = [single.get_task()] * num_envs
+        self._setup(single, num_envs, max_episode_steps)
         self.set_tasks(self._tasks)
 
     def _draw(self, ids: np.ndarray, method: str, *args: Any) -> np.ndarray:
         """One draw of ``Generator.method(*args)`` from each of the sub-envs ``ids``."""
         return np.array([getattr(self._rngs[i], method)(*args) for i in ids])
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
-        for i, s in enumerate(self.per_env_seeds(seed)):
-            if s is not None:
-                self._rngs[i] = seeding.np_random(s)[0]
-        ids = np.arange(self.num_envs)
-        self._reset_ids(ids)
-        self._elapsed[:] = 0
-        self._autoreset[:] = False
-        return self._observe(), {}
-
-    def step(self, actions):
+    def _actions(self, actions: Any) -> np.ndarray:
         actions = np.asarray(actions, dtype=np.int64)
-        if (
-            actions.shape != (self.num_envs,)
-            or (actions < 0).any()
-            or (actions >= self.single_action_space.n).any()
-        ):
-            raise ValueError(
-                f"step: expected {self.num_envs} actions in [0, {self.single_action_space.n}), got {actions}"
-            )
-        restart = self._autoreset.copy()
+        n = self.single_action_space.n
+        if actions.shape != (self.num_envs,) or (actions < 0).any() or (actions >= n).any():
+            raise ValueError(f"step: expected {self.num_envs} actions in [0, {n}), got {actions}")
+        return actions
+
+    def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         running = np.flatnonzero(~restart)
         reward = np.zeros(self.num_envs)
         reward[running] = self._step_ids(running, actions[running])
         self._reset_ids(np.flatnonzero(restart))
-        self._elapsed = np.where(restart, 0, self._elapsed + 1)
-        terminated = np.zeros(self.num_envs, dtype=bool)
-        truncated = np.zeros(self.num_envs, dtype=bool)
-        if self.max_episode_steps is not None:
-            truncated = ~restart & (self._elapsed >= self.max_episode_steps)
-        self._autoreset = terminated | truncated
-        return self._observe(), reward, terminated, truncated, {}
-
-    def _reset_ids(self, ids: np.ndarray) -> None:
-        raise NotImplementedError
+        return reward, np.zeros(self.num_envs, dtype=bool)
 
     def _step_ids(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def _observe(self) -> np.ndarray:
+        """Step the sub-envs ``ids`` with their ``actions``; their rewards."""
         raise NotImplementedError
 
 
@@ -252,8 +226,7 @@ class BanditVectorEnv(_SeededVectorEnv):
         pass
 
     def _step_ids(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        u = self._draw(ids, "random")
-        return (u < self._means[ids, actions]).astype(np.float64)
+        return bandit_reward(self._draw(ids, "random"), self._means[ids, actions])
 
     def _observe(self) -> np.ndarray:
         return np.ones((self.num_envs, 1), np.float32)
@@ -280,9 +253,12 @@ class TabularMDPVectorEnv(_SeededVectorEnv):
 
     def _step_ids(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
         states = self._state[ids]
-        reward = self._rewards[ids, states, actions] + self._draw(ids, "standard_normal")
+        noise = self._draw(ids, "standard_normal")
         u = self._draw(ids, "random")
-        self._state[ids] = _next_state(self._cumulative[ids, states, actions], u)
+        reward, next_state = mdp_step(
+            self._rewards[ids, states, actions], self._cumulative[ids, states, actions], noise, u
+        )
+        self._state[ids] = next_state
         return reward
 
     def _observe(self) -> np.ndarray:

@@ -10,6 +10,10 @@ Both reuse Gymnasium's ``HalfCheetahEnv`` (v5) for the model, the 17-dimensional
 displacement over one env step divided by ``dt``). Actions are clipped to the action space
 before they are applied and before the control cost, as in the paper's rllab environments.
 The horizon (200) comes from the ``TimeLimit`` added by ``gymnasium.make``.
+
+The reward functions below work on one step or on a batch of sub-envs alike; the single envs
+and their batched twins (:class:`HalfCheetahVelVectorEnv`, :class:`HalfCheetahDirVectorEnv`,
+on :class:`~metarl_envs.batched.MujocoBatchVectorEnv`) both call them.
 """
 
 from __future__ import annotations
@@ -20,9 +24,27 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-from metarl_envs.base import DirectionTask, VelocityTask, check_n
+from metarl_envs.base import DirectionTask, VelocityTask, check_n, control_cost, init_kwargs
+from metarl_envs.batched import MujocoBatchVectorEnv
 
 CTRL_COST_WEIGHT = 0.05
+
+
+def velocity_reward(x_velocity: np.ndarray, goal_velocity: np.ndarray) -> np.ndarray:
+    """HalfCheetahVel's task term: ``-|v_x - goal|``."""
+    return -np.abs(x_velocity - goal_velocity)
+
+
+def direction_reward(x_velocity: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """HalfCheetahDir's task term: ``direction * v_x``."""
+    return direction * x_velocity
+
+
+def half_cheetah_reward(task_reward: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The reward of both families, ``task_reward - 0.05 ||a||^2`` (``actions`` clipped, one row
+    per sub-env in a batch), and its terms for ``info``."""
+    ctrl_cost = control_cost(actions, CTRL_COST_WEIGHT)
+    return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 
 
 def _mujoco_warning(message: str) -> None:
@@ -43,6 +65,8 @@ class _HalfCheetahTaskEnv(HalfCheetahEnv):
 
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
         super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, **kwargs)
+        #: Scale of the reset noise (Gymnasium's argument), which the batched twin draws too.
+        self.reset_noise_scale: float = init_kwargs(HalfCheetahEnv, kwargs)["reset_noise_scale"]
         self.set_task(task if task is not None else self.default_task)
 
     default_task: Any = None
@@ -58,15 +82,9 @@ class _HalfCheetahTaskEnv(HalfCheetahEnv):
         x_before = self.data.qpos[0]
         self.do_simulation(action, self.frame_skip)
         x_velocity = (self.data.qpos[0] - x_before) / self.dt
-        task_reward = self.task_reward(x_velocity)
-        ctrl_cost = self.control_cost(action)
-        info = {
-            "x_position": self.data.qpos[0],
-            "x_velocity": x_velocity,
-            "reward_task": task_reward,
-            "reward_ctrl": -ctrl_cost,
-        }
-        return self._get_obs(), task_reward - ctrl_cost, False, False, info
+        reward, terms = half_cheetah_reward(self.task_reward(x_velocity), action)
+        info = {"x_position": self.data.qpos[0], "x_velocity": x_velocity, **terms}
+        return self._get_obs(), reward, False, False, info
 
 
 class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
@@ -84,7 +102,7 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         self._task = task
 
     def task_reward(self, x_velocity: float) -> float:
-        return -abs(x_velocity - self._task.velocity)
+        return velocity_reward(x_velocity, self._task.velocity)
 
 
 class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
@@ -102,4 +120,43 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
         self._task = task
 
     def task_reward(self, x_velocity: float) -> float:
-        return self._task.direction * x_velocity
+        return direction_reward(x_velocity, self._task.direction)
+
+
+# --- the batched twins ------------------------------------------------------------------------
+class _HalfCheetahBatch(MujocoBatchVectorEnv):
+    """Half-cheetah observation (qpos without root x, then qvel) and reward, batched."""
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+
+    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+        x_velocity = (self.qpos[:, 0] - x_before) / self.dt
+        return half_cheetah_reward(self._task_reward(x_velocity), actions)[0]
+
+    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class HalfCheetahVelVectorEnv(_HalfCheetahBatch):
+    """Batched twin of :class:`HalfCheetahVelEnv`."""
+
+    single_env_cls = HalfCheetahVelEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._goal_velocity = np.array([t.velocity for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        return velocity_reward(x_velocity, self._goal_velocity)
+
+
+class HalfCheetahDirVectorEnv(_HalfCheetahBatch):
+    """Batched twin of :class:`HalfCheetahDirEnv`."""
+
+    single_env_cls = HalfCheetahDirEnv
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        self._direction = np.array([t.direction for t in tasks], dtype=np.float64)
+
+    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        return direction_reward(x_velocity, self._direction)

@@ -6,7 +6,8 @@ terminates once the point is within 0.01 of the goal. The horizon (100) is appli
 ``TimeLimit`` that ``gymnasium.make`` adds.
 
 :class:`Navigation2DEnv` is the readable single env; :class:`Navigation2DVectorEnv` is its
-NumPy-vectorized twin used by ``gymnasium.make_vec`` and the sampler.
+NumPy-vectorized twin used by ``gymnasium.make_vec`` and the sampler. Both compute the reward
+and termination with :func:`navigation_reward`.
 """
 
 from __future__ import annotations
@@ -16,32 +17,25 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
-from metarl_envs.base import GoalTask, check_n
+from metarl_envs.base import GoalTask, TaskVectorEnv, check_n
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_SPEED = 0.1
 GOAL_RADIUS = 0.01
 
 
-def _observation_space() -> spaces.Box:
-    return spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
-
-
-def _action_space() -> spaces.Box:
-    return spaces.Box(-MAX_SPEED, MAX_SPEED, shape=(2,), dtype=np.float32)
-
-
-def _sample_goal_tasks(n: int, rng: np.random.Generator) -> list[GoalTask]:
-    goals = rng.uniform(GOAL_LOW, GOAL_HIGH, size=(check_n(n), 2))
-    return [GoalTask(goal=(float(x), float(y))) for x, y in goals]
-
-
 def _check_goal(task: Any) -> np.ndarray:
     if not isinstance(task, GoalTask) or len(task.goal) != 2:
         raise TypeError(f"Navigation2D expects a GoalTask with a 2D goal, got {task!r}")
     return np.asarray(task.goal, dtype=np.float64)
+
+
+def navigation_reward(pos: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reward ``-||pos - goal||`` after the move, whether the point is within ``GOAL_RADIUS``
+    of the goal (which ends the episode), and the distance; ``pos`` and ``goal`` end in the 2
+    coordinates (one row per sub-env in a batch)."""
+    distance = np.linalg.norm(pos - goal, axis=-1)
+    return -distance, distance < GOAL_RADIUS, distance
 
 
 class Navigation2DEnv(gym.Env):
@@ -51,14 +45,15 @@ class Navigation2DEnv(gym.Env):
     task_distribution = "goal ~ U[-0.5, 0.5]^2; reward = -||pos - goal||; ends within 0.01"
 
     def __init__(self, task: GoalTask | None = None) -> None:
-        self.observation_space = _observation_space()
-        self.action_space = _action_space()
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-MAX_SPEED, MAX_SPEED, shape=(2,), dtype=np.float32)
         self._task = task if task is not None else GoalTask(goal=(0.0, 0.0))
         self._goal = _check_goal(self._task)
         self._pos = np.zeros(2, dtype=np.float64)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[GoalTask]:
-        return _sample_goal_tasks(n, rng)
+        goals = rng.uniform(GOAL_LOW, GOAL_HIGH, size=(check_n(n), 2))
+        return [GoalTask(goal=(float(x), float(y))) for x, y in goals]
 
     def set_task(self, task: GoalTask) -> None:
         self._goal = _check_goal(task)
@@ -75,66 +70,37 @@ class Navigation2DEnv(gym.Env):
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -MAX_SPEED, MAX_SPEED)
         self._pos = self._pos + action
-        distance = float(np.linalg.norm(self._pos - self._goal))
-        terminated = distance < GOAL_RADIUS
-        return self._pos.astype(np.float32), -distance, terminated, False, {"distance": distance}
+        reward, terminated, distance = navigation_reward(self._pos, self._goal)
+        info = {"distance": float(distance)}
+        return self._pos.astype(np.float32), float(reward), bool(terminated), False, info
 
 
-class Navigation2DVectorEnv(VectorEnv):
+class Navigation2DVectorEnv(TaskVectorEnv):
     """``num_envs`` copies of :class:`Navigation2DEnv` stepped together in NumPy.
 
-    Each sub-env has its own goal (set with ``set_tasks``). Autoreset follows Gymnasium's
-    ``NEXT_STEP`` mode, like ``SyncVectorEnv``: the step after an episode ends returns the reset
-    observation with reward 0 and ignores the action.
+    Each sub-env has its own goal (set with ``set_tasks``). The dynamics are deterministic: a
+    seed given to ``reset`` changes nothing.
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
-
     def __init__(self, num_envs: int, max_episode_steps: int | None = 100) -> None:
-        self.num_envs = num_envs
-        self.single_observation_space = _observation_space()
-        self.single_action_space = _action_space()
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.max_episode_steps = max_episode_steps
-        self._tasks = [GoalTask(goal=(0.0, 0.0))] * num_envs
-        self._goals = np.zeros((num_envs, 2))
+        self._setup(Navigation2DEnv(), num_envs, max_episode_steps)
         self._pos = np.zeros((num_envs, 2))
-        self._elapsed = np.zeros(num_envs, dtype=np.int64)
-        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self.set_tasks(self._tasks)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[GoalTask]:
-        return _sample_goal_tasks(n, rng)
-
-    def set_tasks(self, tasks: list[GoalTask]) -> None:
-        """Give sub-env ``i`` the task ``tasks[i]``."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"set_tasks: got {len(tasks)} tasks for {self.num_envs} envs")
+    def _set_task_arrays(self, tasks: list[GoalTask]) -> None:
         self._goals = np.stack([_check_goal(t) for t in tasks])
-        self._tasks = list(tasks)
 
-    def get_tasks(self) -> list[GoalTask]:
-        return list(self._tasks)
+    def _actions(self, actions: Any) -> np.ndarray:
+        return np.clip(np.asarray(actions, dtype=np.float64), -MAX_SPEED, MAX_SPEED)
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        # The dynamics are deterministic: a seed changes nothing but is accepted as usual.
-        if seed is None or isinstance(seed, int):
-            super().reset(seed=seed)
-        self._pos[:] = 0.0
-        self._elapsed[:] = 0
-        self._autoreset[:] = False
-        return self._pos.astype(np.float32), {}
+    def _reset_ids(self, ids: np.ndarray) -> None:
+        self._pos[ids] = 0.0
 
-    def step(self, actions):
-        actions = np.clip(np.asarray(actions, dtype=np.float64), -MAX_SPEED, MAX_SPEED)
-        restart = self._autoreset.copy()
-        self._pos = np.where(restart[:, None], 0.0, self._pos + actions)
-        self._elapsed = np.where(restart, 0, self._elapsed + 1)
-        distance = np.linalg.norm(self._pos - self._goals, axis=1)
-        reward = np.where(restart, 0.0, -distance)
-        terminated = ~restart & (distance < GOAL_RADIUS)
-        truncated = np.zeros(self.num_envs, dtype=bool)
-        if self.max_episode_steps is not None:
-            truncated = ~restart & (self._elapsed >= self.max_episode_steps)
-        self._autoreset = terminated | truncated
-        return self._pos.astype(np.float32), reward, terminated, truncated, {}
+    def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._pos = self._pos + actions
+        self._reset_ids(np.flatnonzero(restart))  # their move is discarded
+        reward, terminated, _ = navigation_reward(self._pos, self._goals)
+        return reward, terminated
+
+    def _observe(self) -> np.ndarray:
+        return self._pos.astype(np.float32)

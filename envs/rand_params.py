@@ -3,7 +3,8 @@
 A task (:class:`~metarl_envs.base.PhysicsTask`) multiplies every entry of the model's body
 masses, body inertias, DOF damping and geom friction by ``1.5**u``, with ``u ~ U[-3, 3]`` drawn
 independently per entry (the distribution of the "rand_param_envs" used by ProMP and PEARL). The
-reward, observation, reset noise and termination are the Gymnasium v5 task's own; actions are
+reward, observation, reset noise and termination are the Gymnasium v5 task's own, with its
+settings (``forward_reward_weight``, ``healthy_z_range``, ...) taken as env kwargs; actions are
 clipped to the action space before they are applied and costed.
 
 * ``HalfCheetahRandParams``: reward = v_x - 0.1 ||a||^2; never terminates.
@@ -13,10 +14,17 @@ clipped to the action space before they are applied and costed.
 After the parameters change, ``mj_setConst`` recomputes the constants MuJoCo derives from them
 (inverse weights used by the constraint solver, and so on); the state in force is kept, and the
 new physics applies from the next step on.
+
+The step is Gymnasium v5's, written out with the reward and health functions below, which work on
+one step or on a batch of sub-envs alike: the single envs and their batched twins
+(:class:`HalfCheetahRandParamsVectorEnv`, :class:`HopperRandParamsVectorEnv`,
+:class:`Walker2dRandParamsVectorEnv`, on :class:`~metarl_envs.batched.MujocoBatchVectorEnv`) both
+call them. ``Batch.expand`` gives each batched sub-env its own physics parameters.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import mujoco
@@ -24,7 +32,8 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
-from metarl_envs.base import PhysicsTask, check_n
+from metarl_envs.base import PhysicsTask, check_n, control_cost, init_kwargs
+from metarl_envs.batched import MujocoBatchVectorEnv
 
 #: The randomized MjModel fields, in the order of PhysicsTask's fields.
 FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
@@ -32,14 +41,81 @@ LOG_SCALE_LIMIT = 3.0
 BASE = 1.5
 
 
+@dataclass(frozen=True)
+class Locomotion:
+    """The settings of a Gymnasium v5 locomotion env that its reward, health check and reset use:
+    the arguments it was built with. The half-cheetah has no health check (``healthy_z_range``
+    None): no survival bonus, and it never terminates."""
+
+    forward_reward_weight: float
+    ctrl_cost_weight: float
+    reset_noise_scale: float
+    healthy_reward: float = 0.0
+    terminate_when_unhealthy: bool = False
+    healthy_z_range: tuple[float, float] | None = None
+    healthy_angle_range: tuple[float, float] | None = None
+    #: The hopper's bounds on every state entry but the root's x and z.
+    healthy_state_range: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, env_cls: type, kwargs: dict[str, Any]) -> Locomotion:
+        """The settings ``env_cls(**kwargs)`` runs with."""
+        arguments = init_kwargs(env_cls, kwargs)
+        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.name in arguments})
+
+    @property
+    def health_checked(self) -> bool:
+        return self.healthy_z_range is not None
+
+
+def locomotion_reward(
+    x_velocity: np.ndarray, actions: np.ndarray, healthy: np.ndarray, settings: Locomotion
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Gymnasium v5's reward, ``w_forward * v_x (+ healthy_reward while healthy) - w_ctrl ||a||^2``
+    (``actions`` clipped, one row per sub-env in a batch), and its terms for ``info``."""
+    forward_reward = settings.forward_reward_weight * x_velocity
+    ctrl_cost = control_cost(actions, settings.ctrl_cost_weight)
+    terms = {"reward_forward": forward_reward, "reward_ctrl": -ctrl_cost}
+    if not settings.health_checked:  # the half-cheetah
+        return forward_reward - ctrl_cost, terms
+    healthy_reward = healthy * settings.healthy_reward
+    return forward_reward + healthy_reward - ctrl_cost, {**terms, "reward_survive": healthy_reward}
+
+
+def is_healthy(qpos: np.ndarray, qvel: np.ndarray, settings: Locomotion) -> np.ndarray:
+    """Gymnasium v5's health check: the torso's height ``qpos[1]`` and angle ``qpos[2]`` strictly
+    inside their ranges and, for the hopper, every state entry but the root's x and z strictly
+    inside ``healthy_state_range``. Always healthy without a health check."""
+    if not settings.health_checked:
+        return np.ones(qpos.shape[:-1], dtype=bool)
+    z, angle = qpos[..., 1], qpos[..., 2]
+    (z_low, z_high), (a_low, a_high) = settings.healthy_z_range, settings.healthy_angle_range
+    healthy = (z_low < z) & (z < z_high) & (a_low < angle) & (angle < a_high)
+    if settings.healthy_state_range is not None:
+        low, high = settings.healthy_state_range
+        state = np.concatenate([qpos, qvel], axis=-1)[..., 2:]
+        healthy = healthy & np.all((low < state) & (state < high), axis=-1)
+    return healthy
+
+
+def is_terminated(healthy: np.ndarray, settings: Locomotion) -> np.ndarray:
+    """An unhealthy env ends its episode, unless built with ``terminate_when_unhealthy=False``."""
+    return ~healthy & settings.terminate_when_unhealthy
+
+
 class _RandParamsEnv:
-    """Task protocol over the model's physics parameters, mixed into a Gymnasium MuJoCo env."""
+    """Task protocol over the model's physics parameters, and Gymnasium v5's step; mixed into a
+    Gymnasium MuJoCo env, whose ``__init__`` runs first and then ``_init_params``."""
 
     model: mujoco.MjModel
     data: mujoco.MjData
     task_distribution = "each mass, inertia, damping and friction entry x 1.5^u, u ~ U[-3, 3]"
+    #: The reward, health and reset settings (public, for the batched twin).
+    locomotion: Locomotion
 
-    def _init_params(self, task: PhysicsTask | None) -> None:
+    def _init_params(self, env_cls: type, kwargs: dict[str, Any], task: PhysicsTask | None) -> None:
+        self.locomotion = Locomotion.of(env_cls, kwargs)
+        self.reset_noise_scale = self.locomotion.reset_noise_scale
         self.nominal = {f: getattr(self.model, f).copy() for f in FIELDS}
         self.set_task(task if task is not None else self.nominal_task())
 
@@ -87,7 +163,20 @@ class _RandParamsEnv:
 
     def step(self, action):
         space = self.action_space  # type: ignore[attr-defined]
-        return super().step(np.clip(action, space.low, space.high))  # type: ignore[misc]
+        action = np.clip(action, space.low, space.high)
+        x_before = self.data.qpos[0]
+        self.do_simulation(action, self.frame_skip)  # type: ignore[attr-defined]
+        x_velocity = (self.data.qpos[0] - x_before) / self.dt  # type: ignore[attr-defined]
+        healthy = is_healthy(self.data.qpos, self.data.qvel, self.locomotion)
+        reward, terms = locomotion_reward(x_velocity, action, healthy, self.locomotion)
+        info = {"x_position": self.data.qpos[0]}
+        if self.locomotion.health_checked:  # the hopper and the walker
+            info["z_distance_from_origin"] = self.data.qpos[1] - self.init_qpos[1]  # type: ignore[attr-defined]
+        info.update(x_velocity=x_velocity, **terms)
+        if self.render_mode == "human":  # type: ignore[attr-defined]
+            self.render()  # type: ignore[attr-defined]
+        terminated = bool(is_terminated(healthy, self.locomotion))
+        return self._get_obs(), reward, terminated, False, info  # type: ignore[attr-defined]
 
 
 class HalfCheetahRandParamsEnv(_RandParamsEnv, HalfCheetahEnv):
@@ -95,7 +184,7 @@ class HalfCheetahRandParamsEnv(_RandParamsEnv, HalfCheetahEnv):
 
     def __init__(self, task: PhysicsTask | None = None, **kwargs: Any) -> None:
         HalfCheetahEnv.__init__(self, **kwargs)
-        self._init_params(task)
+        self._init_params(HalfCheetahEnv, kwargs, task)
 
 
 class HopperRandParamsEnv(_RandParamsEnv, HopperEnv):
@@ -103,7 +192,7 @@ class HopperRandParamsEnv(_RandParamsEnv, HopperEnv):
 
     def __init__(self, task: PhysicsTask | None = None, **kwargs: Any) -> None:
         HopperEnv.__init__(self, **kwargs)
-        self._init_params(task)
+        self._init_params(HopperEnv, kwargs, task)
 
 
 class Walker2dRandParamsEnv(_RandParamsEnv, Walker2dEnv):
@@ -111,4 +200,60 @@ class Walker2dRandParamsEnv(_RandParamsEnv, Walker2dEnv):
 
     def __init__(self, task: PhysicsTask | None = None, **kwargs: Any) -> None:
         Walker2dEnv.__init__(self, **kwargs)
-        self._init_params(task)
+        self._init_params(Walker2dEnv, kwargs, task)
+
+
+# --- the batched twins ------------------------------------------------------------------------
+class _RandParamsBatch(MujocoBatchVectorEnv):
+    """Per-sub-env physics parameters: ``Batch.expand`` gives each simulation its own masses,
+    inertias, damping and friction, and ``set_const`` recomputes the constants derived from them."""
+
+    def _bind_fields(self) -> None:
+        self._params = {f: self.batch.expand(f) for f in FIELDS}
+
+    def _set_task_arrays(self, tasks: list[Any]) -> None:
+        ref = self.reference
+        for f in FIELDS:
+            scales = np.stack([ref.multipliers(t)[f] for t in tasks])
+            self._params[f][:] = ref.nominal[f] * scales
+        self.batch.set_const()
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+
+    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+        settings = self.reference.locomotion
+        x_velocity = (self.qpos[:, 0] - x_before) / self.dt
+        healthy = is_healthy(self.qpos, self.qvel, settings)
+        return locomotion_reward(x_velocity, actions, healthy, settings)[0]
+
+    def _terminated(self) -> np.ndarray:
+        settings = self.reference.locomotion
+        return is_terminated(is_healthy(self.qpos, self.qvel, settings), settings)
+
+
+class HalfCheetahRandParamsVectorEnv(_RandParamsBatch):
+    """Batched twin of :class:`HalfCheetahRandParamsEnv`."""
+
+    single_env_cls = HalfCheetahRandParamsEnv
+
+
+class _HealthyBatch(_RandParamsBatch):
+    """Hopper and walker: clipped velocities in the observation, and uniform reset noise on qvel."""
+
+    uniform_qvel_noise = True
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], np.clip(self.qvel, -10.0, 10.0)], axis=1)
+
+
+class HopperRandParamsVectorEnv(_HealthyBatch):
+    """Batched twin of :class:`HopperRandParamsEnv`."""
+
+    single_env_cls = HopperRandParamsEnv
+
+
+class Walker2dRandParamsVectorEnv(_HealthyBatch):
+    """Batched twin of :class:`Walker2dRandParamsEnv`."""
+
+    single_env_cls = Walker2dRandParamsEnv

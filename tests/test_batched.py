@@ -6,10 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from metarl_envs import DirectionTask, GoalTask, VelocityTask
-from metarl_envs.batched import HalfCheetahDirVectorEnv, HalfCheetahVelVectorEnv, MujocoBatchVectorEnv
+from metarl_envs.batched import MujocoBatchVectorEnv
+from metarl_envs.half_cheetah import HalfCheetahDirVectorEnv, HalfCheetahVelVectorEnv
 
 from metarl import get_tasks, set_tasks
-from metarl.sampler import Sampler
+from metarl.sampling.local import Sampler
 
 CASES = [
     ("metarl/HalfCheetahVel-v0", [VelocityTask(v) for v in (0.1, 0.7, 1.3, 1.9, 0.0)]),
@@ -84,6 +85,44 @@ def test_ant_contact_forces_and_terminations_match_the_single_env():
         terminations += int(f[2].sum())
         contact_steps += int((np.abs(f[0][:, 27:]).sum(1) > 0).sum())
     assert terminations >= 3 and contact_steps >= 30
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [
+        (
+            "metarl/AntVel-v0",
+            {"main_body": "torso", "contact_force_range": (-0.4, 0.6), "reset_noise_scale": 0.2},
+        ),
+        ("metarl/HalfCheetahVel-v0", {"reset_noise_scale": 0.3}),
+        ("metarl/HalfCheetahRandParams-v0", {"forward_reward_weight": -1.5, "ctrl_cost_weight": 0.3}),
+        (
+            "metarl/HopperRandParams-v0",
+            {"healthy_z_range": (0.9, 2.0), "healthy_state_range": (-5.0, 5.0), "healthy_reward": 0.5},
+        ),
+        ("metarl/HopperRandParams-v0", {"healthy_z_range": (0.9, 2.0), "terminate_when_unhealthy": False}),
+        ("metarl/Walker2dRandParams-v0", {"healthy_angle_range": (-0.5, 0.5), "reset_noise_scale": 0.05}),
+    ],
+)
+def test_the_single_envs_settings_reach_the_batched_twin(env_id, kwargs):
+    # The twin reads reward weights, health ranges and reset noise from its single env.
+    tasks = gym.make(env_id).unwrapped.sample_tasks(4, np.random.default_rng(4))
+    fast, ref = pair(env_id, tasks, horizon=60, **kwargs)
+    np.testing.assert_allclose(fast.reset(seed=5)[0], ref.reset(seed=5)[0], rtol=0, atol=1e-9)
+    rng = np.random.default_rng(0)
+    terminations = 0
+    for t in range(100):
+        actions = rng.uniform(-1.5, 1.5, size=(4, fast.single_action_space.shape[0]))
+        f, r = fast.step(actions), ref.step(actions)
+        for k, name in enumerate(["obs", "reward"]):
+            np.testing.assert_allclose(f[k], r[k], rtol=0, atol=1e-9, err_msg=f"{name} at step {t}")
+        np.testing.assert_array_equal(f[2], r[2])
+        np.testing.assert_array_equal(f[3], r[3])
+        terminations += int(f[2].sum())
+    if kwargs.get("terminate_when_unhealthy") is False:
+        assert terminations == 0
+    fast.close()
+    ref.close()
 
 
 def test_rand_params_give_each_sub_env_its_own_physics_and_resetting_tasks_keeps_the_state():

@@ -298,6 +298,35 @@ def test_discrete_numpy_twin_matches_the_single_env_through_autoresets(env_id):
         fast.step(np.array([0, 1, 2, 99]))
 
 
+@pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/Bandit-v0", "metarl/TabularMDP-v0"])
+def test_numpy_twin_resets_the_sub_envs_of_reset_mask_as_sync_does(env_id):
+    single = gym.make(env_id).unwrapped
+    tasks = single.sample_tasks(4, np.random.default_rng(3))
+    fast = gym.make_vec(env_id, num_envs=4, max_episode_steps=20)
+    ref = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", max_episode_steps=20)
+    for env in (fast, ref):
+        set_tasks(env, tasks)
+        env.reset(seed=[5, 6, 7, 8])
+    rng = np.random.default_rng(0)
+    actions = [
+        rng.integers(0, single.action_space.n, size=4)
+        if isinstance(single.action_space, gym.spaces.Discrete)
+        else rng.uniform(-0.1, 0.1, size=(4, 2))
+        for _ in range(12)
+    ]
+    for a in actions[:6]:
+        fast.step(a)
+        ref.step(a)
+    mask = np.array([True, False, True, False])
+    obs_f, _ = fast.reset(seed=[9, 10, 11, 12], options={"reset_mask": mask})
+    obs_r, _ = ref.reset(seed=[9, 10, 11, 12], options={"reset_mask": mask})
+    np.testing.assert_array_equal(obs_f, obs_r)
+    for t, a in enumerate(actions[6:]):
+        f, r = fast.step(a), ref.step(a)
+        for k in range(4):
+            np.testing.assert_allclose(f[k], r[k], rtol=0, atol=1e-12, err_msg=f"output {k} at step {t}")
+
+
 def test_discrete_task_distributions():
     rng = np.random.default_rng(0)
     bandits = gym.make("metarl/Bandit-v0", num_arms=7).unwrapped.sample_tasks(1000, rng)
