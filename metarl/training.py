@@ -103,7 +103,8 @@ class RunLog:
             self._keep_history()
         except OSError as exc:
             raise MetarlError(
-                f"{self.run.write_error(exc)}; the last good checkpoint (iteration {learner.iteration - 1}) is kept"
+                f"{self.run.write_error(exc)}; the last good checkpoint "
+                f"(iteration {learner.iteration - 1}) is kept"
             ) from None
 
     def _keep_history(self) -> None:

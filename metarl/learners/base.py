@@ -143,6 +143,15 @@ class Learner:
             _set(data, names[name], value)
         if not isinstance(env, str):
             raise ConfigError(f"{cls.__name__}: env must be an env id string, got {type(env).__name__}")
+        from metarl.learners.registry import kind_of, learners
+
+        if kind_of(env) != cls.kind:
+            fitting = ", ".join(c.__name__ for c in learners() if c.kind == kind_of(env))
+            what = "a supervised few-shot family" if kind_of(env) == "supervised" else "an RL env"
+            raise ConfigError(
+                f"{cls.__name__} is a {'supervised' if cls.kind == 'supervised' else 'RL'} learner and "
+                f"{env!r} is {what}; its learners are {fitting}"
+            )
 
         def label(key: str) -> str:
             if key == "env":
@@ -387,7 +396,8 @@ class Learner:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config.env!r}, iteration={self.iteration}, device={str(self.device)!r})"
+        name, env = type(self).__name__, self.config.env
+        return f"{name}({env!r}, iteration={self.iteration}, device={str(self.device)!r})"
 
 
 def hyperparameter_doc(cls: type[Learner]) -> str:

@@ -93,7 +93,8 @@ class SupervisedLearner(Learner):
             factory = FEWSHOT_FAMILIES.get(self.config.env)
             if factory is None:
                 raise MetarlError(
-                    f"{self.config.env!r} is not a registered few-shot family ({', '.join(FEWSHOT_FAMILIES)}); "
+                    f"{self.config.env!r} is not a registered few-shot family "
+                    f"({', '.join(FEWSHOT_FAMILIES)}); "
                     "pass the family object: metarl.load(path, tasks=family)"
                 )
             self._family = factory()
@@ -411,6 +412,6 @@ def proximal_residual(
     support = single_loss(model, phi, batch.support_x[i], batch.support_y[i], loss)
     grads = torch.autograd.grad(support, list(phi.values()))
     total = sum(
-        ((g + lam * (phi[k] - anchor[k])) ** 2).sum() for (k, _), g in zip(phi.items(), grads, strict=True)
+        ((g + lam * (phi[k].detach() - anchor[k])) ** 2).sum() for (k, _), g in zip(phi.items(), grads, strict=True)
     )
     return float(torch.sqrt(total))
