@@ -37,9 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def report(learner: metarl.Learner, metrics: dict[str, float]) -> bool:
         if learner.iteration % 10 == 0:
-            print(
-                f"iteration {learner.iteration}: return after adaptation {metrics['return/post_adaptation']:.2f}"
-            )
+            post = metrics["return/post_adaptation"]
+            print(f"iteration {learner.iteration}: return after adaptation {post:.2f}")
         return True  # False would stop the run here
 
     learner.learn(iterations=args.iterations, log_dir=args.out, callback=report, force=True)

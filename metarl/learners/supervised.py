@@ -412,6 +412,6 @@ def proximal_residual(
     support = single_loss(model, phi, batch.support_x[i], batch.support_y[i], loss)
     grads = torch.autograd.grad(support, list(phi.values()))
     total = sum(
-        ((g + lam * (phi[k].detach() - anchor[k])) ** 2).sum() for (k, _), g in zip(phi.items(), grads, strict=True)
+        ((g + lam * (phi[k].detach() - anchor[k])) ** 2).sum() for k, g in zip(phi, grads, strict=True)
     )
     return float(torch.sqrt(total))
