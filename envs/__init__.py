@@ -17,7 +17,16 @@ from __future__ import annotations
 import gymnasium
 from metarl_envs.base import DirectionTask, GoalTask, PhysicsTask, TaskEnv, VelocityTask
 
-__all__ = ["DirectionTask", "GoalTask", "PhysicsTask", "TaskEnv", "VelocityTask", "FAMILIES", "register_all"]
+__all__ = [
+    "DirectionTask",
+    "GoalTask",
+    "PhysicsTask",
+    "TaskEnv",
+    "VelocityTask",
+    "FAMILIES",
+    "WARP_ENTRY_POINTS",
+    "register_all",
+]
 
 #: Registered families: id -> (entry point, vector entry point or None, horizon).
 FAMILIES: dict[str, tuple[str, str | None, int]] = {
@@ -60,6 +69,19 @@ FAMILIES: dict[str, tuple[str, str | None, int]] = {
         "metarl_envs.discrete:TabularMDPVectorEnv",
         10,
     ),
+}
+
+
+#: The families with a MuJoCo Warp twin (``sampler.backend: warp``): id -> its entry point.
+WARP_ENTRY_POINTS: dict[str, str] = {
+    "metarl/HalfCheetahVel-v0": "metarl_envs.half_cheetah:HalfCheetahVelWarpVectorEnv",
+    "metarl/HalfCheetahDir-v0": "metarl_envs.half_cheetah:HalfCheetahDirWarpVectorEnv",
+    "metarl/AntVel-v0": "metarl_envs.ant:AntVelWarpVectorEnv",
+    "metarl/AntDir-v0": "metarl_envs.ant:AntDirWarpVectorEnv",
+    "metarl/AntGoal-v0": "metarl_envs.ant:AntGoalWarpVectorEnv",
+    "metarl/HalfCheetahRandParams-v0": "metarl_envs.rand_params:HalfCheetahRandParamsWarpVectorEnv",
+    "metarl/HopperRandParams-v0": "metarl_envs.rand_params:HopperRandParamsWarpVectorEnv",
+    "metarl/Walker2dRandParams-v0": "metarl_envs.rand_params:Walker2dRandParamsWarpVectorEnv",
 }
 
 

@@ -34,8 +34,17 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from metarl_envs.base import DirectionTask, GoalTask, VelocityTask, check_n, control_cost, init_kwargs
-from metarl_envs.batched import MujocoBatchVectorEnv
+from metarl_envs.base import (
+    DirectionTask,
+    GoalTask,
+    VelocityTask,
+    check_n,
+    control_cost,
+    init_kwargs,
+    isfinite,
+)
+from metarl_envs.batched import MujocoBatchVectorEnv, MujocoTwin
+from metarl_envs.warp import WarpVectorEnv
 
 CTRL_COST_WEIGHT = 0.005
 CONTACT_COST_WEIGHT = 5e-4
@@ -45,7 +54,7 @@ PROBE_SITE = "metarl_contact_probe"
 
 def velocity_reward(x_velocity: np.ndarray, goal_velocity: np.ndarray) -> np.ndarray:
     """AntVel's task term: ``-|v_x - goal| + 1``."""
-    return -np.abs(x_velocity - goal_velocity) + 1.0
+    return -abs(x_velocity - goal_velocity) + 1.0
 
 
 def direction_reward(x_velocity: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -55,13 +64,13 @@ def direction_reward(x_velocity: np.ndarray, direction: np.ndarray) -> np.ndarra
 
 def goal_reward(xy: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """AntGoal's task term: ``-||xy - goal||_1 + 4`` (``xy`` and ``goal`` end in the 2 coordinates)."""
-    return -np.abs(xy - goal).sum(axis=-1) + 4.0
+    return -abs(xy - goal).sum(axis=-1) + 4.0
 
 
 def contact_forces(cfrc_ext: np.ndarray, force_range: tuple[float, float]) -> np.ndarray:
     """The external contact forces ``cfrc_ext`` clipped to ``force_range``, as observed and costed."""
     low, high = force_range
-    return np.clip(cfrc_ext, low, high)
+    return cfrc_ext.clip(low, high)
 
 
 def ant_reward(
@@ -71,7 +80,7 @@ def ant_reward(
     and its terms for ``info``. ``actions`` are clipped and ``forces`` are the clipped ``cfrc_ext``
     (bodies x 6); a batch adds a leading sub-env axis to both."""
     ctrl_cost = control_cost(actions, CTRL_COST_WEIGHT)
-    contact_cost = CONTACT_COST_WEIGHT * np.sum(np.square(forces), axis=(-2, -1))
+    contact_cost = CONTACT_COST_WEIGHT * (forces * forces).sum(axis=(-2, -1))
     reward = task_reward + survive_reward - ctrl_cost - contact_cost
     return reward, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost, "reward_contact": -contact_cost}
 
@@ -81,7 +90,7 @@ def is_healthy(qpos: np.ndarray, qvel: np.ndarray, healthy_z_range: tuple[float,
     ``healthy_z_range`` (bounds included); an unhealthy ant ends its episode."""
     low, high = healthy_z_range
     z = qpos[..., 2]
-    return np.isfinite(qpos).all(axis=-1) & np.isfinite(qvel).all(axis=-1) & (low <= z) & (z <= high)
+    return isfinite(qpos).all(axis=-1) & isfinite(qvel).all(axis=-1) & (low <= z) & (z <= high)
 
 
 def with_contact_force_sensor(path: str) -> mujoco.MjModel:
@@ -201,72 +210,101 @@ class AntGoalEnv(_AntTaskEnv):
         return goal_reward(xy, np.asarray(self._task.goal))
 
 
-# --- the batched twins ------------------------------------------------------------------------
-class _AntBatch(MujocoBatchVectorEnv):
-    """Ant observation (``qpos[2:]``, ``qvel``, clipped ``cfrc_ext``), reward and health, batched.
+# --- the vectorized twins --------------------------------------------------------------------
+class _AntTwin(MujocoTwin):
+    """Ant observation (``qpos[2:]``, ``qvel``, clipped ``cfrc_ext``), reward and health, batched,
+    on either engine.
 
-    ``xpos`` and ``cfrc_ext`` are derived fields that ``mujoco.batch`` copies out after every
-    call, from the last substep, as ``mj_step`` leaves them in a single ``MjData``.
+    ``xpos`` and ``cfrc_ext`` are derived fields that both engines leave as ``mj_step`` leaves
+    them in a single ``MjData``: from the last substep's state before its integration.
     """
 
+    #: MuJoCo Warp's buffers per world: 150 steps of 32 ants under clipped N(0, 1) actions never
+    #: had more than 4 contacts (0.37 on average) or 19 constraint rows in a world; 4x and 2.5x that.
+    contact_buffers = (16, 48)
+
     def _bind_fields(self) -> None:
-        self.xpos = self.batch.bind("xpos").reshape(self.num_envs, -1, 3)
-        self.cfrc_ext = self.batch.bind("cfrc_ext").reshape(self.num_envs, -1, 6)
+        self.xpos = self._field("xpos", 3)
+        self.cfrc_ext = self._field("cfrc_ext", 6)
 
-    def _before_step(self) -> np.ndarray:
-        return self.xpos[:, self.reference.main_body, :2].copy()
+    def _before_step(self) -> Any:
+        return self._snapshot(self.xpos[:, self.reference.main_body, :2])
 
-    def _contact_forces(self) -> np.ndarray:
+    def _contact_forces(self) -> Any:
         return contact_forces(self.cfrc_ext, self.reference.contact_force_range)
 
-    def _observe(self) -> np.ndarray:
+    def _observe(self) -> Any:
         forces = self._contact_forces()[:, 1:].reshape(self.num_envs, -1)
-        return np.concatenate([self.qpos[:, 2:], self.qvel, forces], axis=1)
+        return self._concat([self.qpos[:, 2:], self.qvel, forces])
 
-    def _reward(self, actions: np.ndarray, before: np.ndarray) -> np.ndarray:
+    def _reward(self, actions: Any, before: Any) -> Any:
         xy = self.xpos[:, self.reference.main_body, :2]
         x_velocity = (xy[:, 0] - before[:, 0]) / self.dt
         task_reward = self._task_reward(x_velocity, xy)
         return ant_reward(task_reward, actions, self._contact_forces(), self.reference.survive_reward)[0]
 
-    def _terminated(self) -> np.ndarray:
+    def _terminated(self) -> Any:
         return ~is_healthy(self.qpos, self.qvel, self.reference.healthy_z_range)
 
-    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any, xy: Any) -> Any:
         raise NotImplementedError
 
 
-class AntVelVectorEnv(_AntBatch):
-    """Batched twin of :class:`AntVelEnv`."""
+class AntVelTwin(_AntTwin):
+    """The vectorized :class:`AntVelEnv`, on any engine."""
 
     single_env_cls = AntVelEnv
 
     def _set_task_arrays(self, tasks: list[Any]) -> None:
-        self._goal_velocity = np.array([t.velocity for t in tasks], dtype=np.float64)
+        self._goal_velocity = self._task_array([t.velocity for t in tasks])
 
-    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any, xy: Any) -> Any:
         return velocity_reward(x_velocity, self._goal_velocity)
 
 
-class AntDirVectorEnv(_AntBatch):
-    """Batched twin of :class:`AntDirEnv`."""
+class AntDirTwin(_AntTwin):
+    """The vectorized :class:`AntDirEnv`, on any engine."""
 
     single_env_cls = AntDirEnv
 
     def _set_task_arrays(self, tasks: list[Any]) -> None:
-        self._direction = np.array([t.direction for t in tasks], dtype=np.float64)
+        self._direction = self._task_array([t.direction for t in tasks])
 
-    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any, xy: Any) -> Any:
         return direction_reward(x_velocity, self._direction)
 
 
-class AntGoalVectorEnv(_AntBatch):
-    """Batched twin of :class:`AntGoalEnv`."""
+class AntGoalTwin(_AntTwin):
+    """The vectorized :class:`AntGoalEnv`, on any engine."""
 
     single_env_cls = AntGoalEnv
 
     def _set_task_arrays(self, tasks: list[Any]) -> None:
-        self._goal = np.array([t.goal for t in tasks], dtype=np.float64).reshape(len(tasks), 2)
+        self._goal = self._task_array([t.goal for t in tasks]).reshape(len(tasks), 2)
 
-    def _task_reward(self, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any, xy: Any) -> Any:
         return goal_reward(xy, self._goal)
+
+
+class AntVelVectorEnv(AntVelTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`AntVelEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class AntDirVectorEnv(AntDirTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`AntDirEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class AntGoalVectorEnv(AntGoalTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`AntGoalEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class AntVelWarpVectorEnv(AntVelTwin, WarpVectorEnv):
+    """:class:`AntVelEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""
+
+
+class AntDirWarpVectorEnv(AntDirTwin, WarpVectorEnv):
+    """:class:`AntDirEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""
+
+
+class AntGoalWarpVectorEnv(AntGoalTwin, WarpVectorEnv):
+    """:class:`AntGoalEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""

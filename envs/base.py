@@ -82,10 +82,25 @@ def init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return defaults | kwargs
 
 
-def control_cost(actions: np.ndarray, weight: float) -> np.ndarray:
+# The reward and health functions of the families take NumPy arrays (the single envs and the
+# batched MuJoCo engine, float64) or torch tensors (the MuJoCo Warp engine, float32 on its
+# device): they use only operators and methods both share, and these two helpers.
+def isfinite(x: Any) -> Any:
+    """Elementwise finiteness of a NumPy array or a torch tensor."""
+    return x.isfinite() if hasattr(x, "isfinite") else np.isfinite(x)
+
+
+def full_flags(like: Any, value: bool) -> Any:
+    """Boolean flags set to ``value``, shaped like ``like`` (a NumPy array or a torch tensor)."""
+    if hasattr(like, "new_full"):
+        return like.new_full(like.shape, value, dtype=bool)
+    return np.full(np.shape(like), value, dtype=bool)
+
+
+def control_cost(actions: Any, weight: float) -> Any:
     """``weight * ||a||^2`` over the last axis: a scalar for one action, one cost per row of a
     batch of actions (the operations of Gymnasium's ``control_cost``)."""
-    return weight * np.sum(np.square(actions), axis=-1)
+    return weight * (actions * actions).sum(axis=-1)
 
 
 # --- the families' vector envs ----------------------------------------------------------------
@@ -126,8 +141,8 @@ class TaskVectorEnv(VectorEnv):
         self.observation_space = batch_space(reference.observation_space, num_envs)
         self.action_space = batch_space(reference.action_space, num_envs)
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
-        self._elapsed = np.zeros(num_envs, dtype=np.int64)
-        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._elapsed = self._zeros(num_envs, "int64")
+        self._autoreset = self._zeros(num_envs, "bool")
         self._tasks = [reference.get_task()] * num_envs
 
     # --- the task protocol, per sub-env ---------------------------------------------------------
@@ -159,6 +174,16 @@ class TaskVectorEnv(VectorEnv):
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
         return seeds
+
+    # --- the arrays an engine computes with: NumPy here; the MuJoCo Warp engine's are torch
+    # tensors on its device ---------------------------------------------------------------------
+    def _zeros(self, n: int, dtype: str) -> Any:
+        """``n`` zeros (False for ``"bool"``) of ``dtype``, a NumPy dtype name."""
+        return np.zeros(n, dtype=dtype)
+
+    def _where(self, condition: Any, x: Any, y: Any) -> Any:
+        """``x`` where ``condition`` holds, else ``y`` (``np.where``)."""
+        return np.where(condition, x, y)
 
     # --- what a family defines ------------------------------------------------------------------
     def _set_task_arrays(self, tasks: list[Any]) -> None:
@@ -201,13 +226,13 @@ class TaskVectorEnv(VectorEnv):
 
     def step(self, actions):
         actions = self._actions(actions)
-        restart = self._autoreset.copy()  # the sub-envs whose episode ended last step
+        restart = self._autoreset  # the sub-envs whose episode ended last step (replaced below)
         reward, terminated = self._advance(actions, restart)
-        self._elapsed = np.where(restart, 0, self._elapsed + 1)
-        truncated = np.zeros(self.num_envs, dtype=bool)
+        self._elapsed = self._where(restart, 0, self._elapsed + 1)
+        truncated = self._zeros(self.num_envs, "bool")
         if self.max_episode_steps is not None:
             truncated = self._elapsed >= self.max_episode_steps
-        reward = np.where(restart, 0.0, reward)
+        reward = self._where(restart, 0.0, reward)
         terminated = terminated & ~restart
         truncated = truncated & ~restart
         self._autoreset = terminated | truncated

@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 import numpy as np
-from metarl_envs.base import TaskVectorEnv
+from metarl_envs.base import TaskVectorEnv, full_flags
 
 MJ_STAGE_NONE = 0
 
@@ -32,16 +32,99 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-class MujocoBatchVectorEnv(TaskVectorEnv):
+class MujocoTwin(TaskVectorEnv):
+    """What a MuJoCo family's twin computes with, whichever engine simulates it: ``qpos`` and
+    ``qvel`` (live, one row per sub-env), the derived fields it reads (:meth:`_field`), and a few
+    array operations. :class:`MujocoBatchVectorEnv` implements them in NumPy (float64, on the
+    CPU); the MuJoCo Warp engine (:mod:`metarl_envs.warp`) with torch tensors on its device.
+
+    A family's twin logic is a mixin on top of this class (its observation, reward, termination
+    and task arrays, written once), combined with each engine in its module.
+    """
+
+    single_env_cls: type
+    #: Gymnasium's hopper and walker draw the initial qvel noise uniformly; the others, normally.
+    uniform_qvel_noise = False
+    #: Model fields with one value per sub-env (:meth:`_physics`), for an engine that must know
+    #: them up front.
+    batched_fields: tuple[str, ...] = ()
+    qpos: Any
+    qvel: Any
+    dt: float
+
+    def _field(self, name: str, width: int) -> Any:
+        """The MjData field ``name`` of every sub-env, live, shaped ``[num_envs, rows, width]``."""
+        raise NotImplementedError
+
+    def _snapshot(self, x: Any) -> Any:
+        """A copy of ``x`` that later steps leave alone."""
+        raise NotImplementedError
+
+    def _concat(self, parts: list[Any]) -> Any:
+        """``parts`` (one row per sub-env each) side by side."""
+        raise NotImplementedError
+
+    def _task_array(self, values: Any) -> Any:
+        """Per-sub-env task values as an array of the engine's float type."""
+        raise NotImplementedError
+
+    def _physics(self, field: str) -> Any:
+        """The model field ``field`` with one writable row per sub-env (random-physics families)."""
+        raise NotImplementedError
+
+    def _set_const(self) -> None:
+        """Recompute the model constants derived from the fields of :meth:`_physics`."""
+        raise NotImplementedError
+
+    # --- what a family defines ------------------------------------------------------------------
+    def _bind_fields(self) -> None:
+        """Bind the further MjData fields the family reads (with :meth:`_field`)."""
+
+    def _before_step(self) -> Any:
+        """What the reward needs from the state before the step: by default the root's x."""
+        return self._snapshot(self.qpos[:, 0])
+
+    def _reward(self, actions: Any, before: Any) -> Any:
+        raise NotImplementedError
+
+    def _terminated(self) -> Any:
+        return full_flags(self.qpos[:, 0], False)
+
+    def _validate_tasks(self, tasks: list[Any]) -> None:
+        for task in tasks:
+            self.reference.set_task(task)  # the single env's checks and messages
+
+    def _reset_state(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The single env's reset: the initial qpos and qvel plus noise drawn from sub-env
+        ``i``'s generator (float64)."""
+        rng, noise = self._rngs[i], self._noise
+        nq, nv = self._init_qpos.size, self._init_qvel.size
+        qpos = self._init_qpos + rng.uniform(-noise, noise, size=nq)
+        if self.uniform_qvel_noise:
+            qvel = self._init_qvel + rng.uniform(-noise, noise, size=nv)
+        else:
+            qvel = self._init_qvel + noise * rng.standard_normal(nv)
+        return qpos, qvel
+
+    def _take_reference(self, ref: Any) -> None:
+        """What the engines read from the single env ``ref``."""
+        self.frame_skip = ref.frame_skip
+        self.dt = ref.dt
+        self._noise = ref.reset_noise_scale
+        self._init_qpos, self._init_qvel = ref.init_qpos.copy(), ref.init_qvel.copy()
+        self._low, self._high = ref.action_space.low, ref.action_space.high
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.reference.close()
+
+
+class MujocoBatchVectorEnv(MujocoTwin):
     """``num_envs`` copies of ``single_env_cls``, simulated together by ``mujoco.batch``.
 
     The single env supplies the model, spaces, frame skip, initial state and ``reset_noise_scale``.
     """
 
-    single_env_cls: type
     persistent = False
-    #: Gymnasium's hopper and walker draw the initial qvel noise uniformly; the others, normally.
-    uniform_qvel_noise = False
 
     def __init__(
         self,
@@ -56,11 +139,7 @@ class MujocoBatchVectorEnv(TaskVectorEnv):
         ref = self.single_env_cls(**env_kwargs)
         self._setup(ref, num_envs, max_episode_steps)
         self.num_threads = num_threads or usable_cores()
-        self.frame_skip = ref.frame_skip
-        self.dt = ref.dt
-        self._noise = ref.reset_noise_scale
-        self._init_qpos, self._init_qvel = ref.init_qpos.copy(), ref.init_qvel.copy()
-        self._low, self._high = ref.action_space.low, ref.action_space.high
+        self._take_reference(ref)
 
         self.batch = Batch(ref.model, num_envs, nthread=self.num_threads, persistent=self.persistent)
         self.qpos = self.batch.bind("qpos")
@@ -69,23 +148,24 @@ class MujocoBatchVectorEnv(TaskVectorEnv):
         self._bind_fields()
         self.set_tasks(self._tasks)
 
-    def _validate_tasks(self, tasks: list[Any]) -> None:
-        for task in tasks:
-            self.reference.set_task(task)  # the single env's checks and messages
+    # --- the arrays of the twins: NumPy, float64 -------------------------------------------------
+    def _field(self, name: str, width: int) -> np.ndarray:
+        return self.batch.bind(name).reshape(self.num_envs, -1, width)
 
-    # --- what a family defines ------------------------------------------------------------------
-    def _bind_fields(self) -> None:
-        """Bind the further MjData fields the family reads (``self.batch.bind``)."""
+    def _snapshot(self, x: np.ndarray) -> np.ndarray:
+        return x.copy()
 
-    def _before_step(self) -> np.ndarray:
-        """What the reward needs from the state before the step: by default the root's x."""
-        return self.qpos[:, 0].copy()
+    def _concat(self, parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts, axis=1)
 
-    def _reward(self, actions: np.ndarray, before: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    def _task_array(self, values: Any) -> np.ndarray:
+        return np.array(values, dtype=np.float64)
 
-    def _terminated(self) -> np.ndarray:
-        return np.zeros(self.num_envs, dtype=bool)
+    def _physics(self, field: str) -> np.ndarray:
+        return self.batch.expand(field)
+
+    def _set_const(self) -> None:
+        self.batch.set_const()
 
     # --- the engine -----------------------------------------------------------------------------
     def _actions(self, actions: Any) -> np.ndarray:
@@ -96,14 +176,8 @@ class MujocoBatchVectorEnv(TaskVectorEnv):
         if ids.size == 0:
             return
         self.batch.reset(ids, stage=MJ_STAGE_NONE)
-        nq, nv = self._init_qpos.size, self._init_qvel.size
         for i in ids:
-            rng = self._rngs[i]
-            self.qpos[i] = self._init_qpos + rng.uniform(-self._noise, self._noise, size=nq)
-            if self.uniform_qvel_noise:
-                self.qvel[i] = self._init_qvel + rng.uniform(-self._noise, self._noise, size=nv)
-            else:
-                self.qvel[i] = self._init_qvel + self._noise * rng.standard_normal(nv)
+            self.qpos[i], self.qvel[i] = self._reset_state(i)
         self.batch.forward(ids)
 
     def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +186,3 @@ class MujocoBatchVectorEnv(TaskVectorEnv):
         self.batch.step(nstep=self.frame_skip)
         self._reset_ids(np.flatnonzero(restart))  # their step is discarded
         return self._reward(actions, before), self._terminated()
-
-    def close_extras(self, **kwargs: Any) -> None:
-        self.reference.close()

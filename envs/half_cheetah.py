@@ -25,14 +25,15 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from metarl_envs.base import DirectionTask, VelocityTask, check_n, control_cost, init_kwargs
-from metarl_envs.batched import MujocoBatchVectorEnv
+from metarl_envs.batched import MujocoBatchVectorEnv, MujocoTwin
+from metarl_envs.warp import WarpVectorEnv
 
 CTRL_COST_WEIGHT = 0.05
 
 
 def velocity_reward(x_velocity: np.ndarray, goal_velocity: np.ndarray) -> np.ndarray:
     """HalfCheetahVel's task term: ``-|v_x - goal|``."""
-    return -np.abs(x_velocity - goal_velocity)
+    return -abs(x_velocity - goal_velocity)
 
 
 def direction_reward(x_velocity: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -123,40 +124,57 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
         return direction_reward(x_velocity, self._task.direction)
 
 
-# --- the batched twins ------------------------------------------------------------------------
-class _HalfCheetahBatch(MujocoBatchVectorEnv):
-    """Half-cheetah observation (qpos without root x, then qvel) and reward, batched."""
+# --- the vectorized twins --------------------------------------------------------------------
+class _HalfCheetahTwin(MujocoTwin):
+    """Half-cheetah observation (qpos without root x, then qvel) and reward, batched, on either
+    engine."""
 
-    def _observe(self) -> np.ndarray:
-        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+    def _observe(self) -> Any:
+        return self._concat([self.qpos[:, 1:], self.qvel])
 
-    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+    def _reward(self, actions: Any, x_before: Any) -> Any:
         x_velocity = (self.qpos[:, 0] - x_before) / self.dt
         return half_cheetah_reward(self._task_reward(x_velocity), actions)[0]
 
-    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any) -> Any:
         raise NotImplementedError
 
 
-class HalfCheetahVelVectorEnv(_HalfCheetahBatch):
-    """Batched twin of :class:`HalfCheetahVelEnv`."""
+class HalfCheetahVelTwin(_HalfCheetahTwin):
+    """The vectorized :class:`HalfCheetahVelEnv`, on any engine."""
 
     single_env_cls = HalfCheetahVelEnv
 
     def _set_task_arrays(self, tasks: list[Any]) -> None:
-        self._goal_velocity = np.array([t.velocity for t in tasks], dtype=np.float64)
+        self._goal_velocity = self._task_array([t.velocity for t in tasks])
 
-    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any) -> Any:
         return velocity_reward(x_velocity, self._goal_velocity)
 
 
-class HalfCheetahDirVectorEnv(_HalfCheetahBatch):
-    """Batched twin of :class:`HalfCheetahDirEnv`."""
+class HalfCheetahDirTwin(_HalfCheetahTwin):
+    """The vectorized :class:`HalfCheetahDirEnv`, on any engine."""
 
     single_env_cls = HalfCheetahDirEnv
 
     def _set_task_arrays(self, tasks: list[Any]) -> None:
-        self._direction = np.array([t.direction for t in tasks], dtype=np.float64)
+        self._direction = self._task_array([t.direction for t in tasks])
 
-    def _task_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+    def _task_reward(self, x_velocity: Any) -> Any:
         return direction_reward(x_velocity, self._direction)
+
+
+class HalfCheetahVelVectorEnv(HalfCheetahVelTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`HalfCheetahVelEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class HalfCheetahDirVectorEnv(HalfCheetahDirTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`HalfCheetahDirEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class HalfCheetahVelWarpVectorEnv(HalfCheetahVelTwin, WarpVectorEnv):
+    """:class:`HalfCheetahVelEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""
+
+
+class HalfCheetahDirWarpVectorEnv(HalfCheetahDirTwin, WarpVectorEnv):
+    """:class:`HalfCheetahDirEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""

@@ -32,8 +32,9 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
-from metarl_envs.base import PhysicsTask, check_n, control_cost, init_kwargs
-from metarl_envs.batched import MujocoBatchVectorEnv
+from metarl_envs.base import PhysicsTask, check_n, control_cost, full_flags, init_kwargs
+from metarl_envs.batched import MujocoBatchVectorEnv, MujocoTwin
+from metarl_envs.warp import WarpVectorEnv
 
 #: The randomized MjModel fields, in the order of PhysicsTask's fields.
 FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
@@ -87,14 +88,14 @@ def is_healthy(qpos: np.ndarray, qvel: np.ndarray, settings: Locomotion) -> np.n
     inside their ranges and, for the hopper, every state entry but the root's x and z strictly
     inside ``healthy_state_range``. Always healthy without a health check."""
     if not settings.health_checked:
-        return np.ones(qpos.shape[:-1], dtype=bool)
+        return full_flags(qpos[..., 0], True)
     z, angle = qpos[..., 1], qpos[..., 2]
     (z_low, z_high), (a_low, a_high) = settings.healthy_z_range, settings.healthy_angle_range
     healthy = (z_low < z) & (z < z_high) & (a_low < angle) & (angle < a_high)
     if settings.healthy_state_range is not None:
         low, high = settings.healthy_state_range
-        state = np.concatenate([qpos, qvel], axis=-1)[..., 2:]
-        healthy = healthy & np.all((low < state) & (state < high), axis=-1)
+        for part in (qpos[..., 2:], qvel):  # the state (qpos, qvel) but the root's x and z
+            healthy = healthy & ((low < part) & (part < high)).all(axis=-1)
     return healthy
 
 
@@ -203,57 +204,86 @@ class Walker2dRandParamsEnv(_RandParamsEnv, Walker2dEnv):
         self._init_params(Walker2dEnv, kwargs, task)
 
 
-# --- the batched twins ------------------------------------------------------------------------
-class _RandParamsBatch(MujocoBatchVectorEnv):
-    """Per-sub-env physics parameters: ``Batch.expand`` gives each simulation its own masses,
-    inertias, damping and friction, and ``set_const`` recomputes the constants derived from them."""
+# --- the vectorized twins --------------------------------------------------------------------
+class _RandParamsTwin(MujocoTwin):
+    """Per-sub-env physics parameters (the engine gives each simulation its own masses,
+    inertias, damping and friction, and recomputes the constants derived from them), and
+    Gymnasium v5's observation, reward and termination, batched, on either engine."""
+
+    batched_fields = FIELDS
+    #: The randomized fields, one row per sub-env (bound by :meth:`_bind_fields`).
+    _params: dict[str, Any]
 
     def _bind_fields(self) -> None:
-        self._params = {f: self.batch.expand(f) for f in FIELDS}
+        self._params = {f: self._physics(f) for f in FIELDS}
 
     def _set_task_arrays(self, tasks: list[Any]) -> None:
         ref = self.reference
         for f in FIELDS:
             scales = np.stack([ref.multipliers(t)[f] for t in tasks])
-            self._params[f][:] = ref.nominal[f] * scales
-        self.batch.set_const()
+            self._params[f][:] = self._task_array(ref.nominal[f] * scales)
+        self._set_const()
 
-    def _observe(self) -> np.ndarray:
-        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+    def _observe(self) -> Any:
+        return self._concat([self.qpos[:, 1:], self.qvel])
 
-    def _reward(self, actions: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+    def _reward(self, actions: Any, x_before: Any) -> Any:
         settings = self.reference.locomotion
         x_velocity = (self.qpos[:, 0] - x_before) / self.dt
         healthy = is_healthy(self.qpos, self.qvel, settings)
         return locomotion_reward(x_velocity, actions, healthy, settings)[0]
 
-    def _terminated(self) -> np.ndarray:
+    def _terminated(self) -> Any:
         settings = self.reference.locomotion
         return is_terminated(is_healthy(self.qpos, self.qvel, settings), settings)
 
 
-class HalfCheetahRandParamsVectorEnv(_RandParamsBatch):
-    """Batched twin of :class:`HalfCheetahRandParamsEnv`."""
-
-    single_env_cls = HalfCheetahRandParamsEnv
-
-
-class _HealthyBatch(_RandParamsBatch):
+class _HealthyTwin(_RandParamsTwin):
     """Hopper and walker: clipped velocities in the observation, and uniform reset noise on qvel."""
 
     uniform_qvel_noise = True
 
-    def _observe(self) -> np.ndarray:
-        return np.concatenate([self.qpos[:, 1:], np.clip(self.qvel, -10.0, 10.0)], axis=1)
+    def _observe(self) -> Any:
+        return self._concat([self.qpos[:, 1:], self.qvel.clip(-10.0, 10.0)])
 
 
-class HopperRandParamsVectorEnv(_HealthyBatch):
-    """Batched twin of :class:`HopperRandParamsEnv`."""
+class HalfCheetahRandParamsTwin(_RandParamsTwin):
+    """The vectorized :class:`HalfCheetahRandParamsEnv`, on any engine."""
+
+    single_env_cls = HalfCheetahRandParamsEnv
+
+
+class HopperRandParamsTwin(_HealthyTwin):
+    """The vectorized :class:`HopperRandParamsEnv`, on any engine."""
 
     single_env_cls = HopperRandParamsEnv
 
 
-class Walker2dRandParamsVectorEnv(_HealthyBatch):
-    """Batched twin of :class:`Walker2dRandParamsEnv`."""
+class Walker2dRandParamsTwin(_HealthyTwin):
+    """The vectorized :class:`Walker2dRandParamsEnv`, on any engine."""
 
     single_env_cls = Walker2dRandParamsEnv
+
+
+class HalfCheetahRandParamsVectorEnv(HalfCheetahRandParamsTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`HalfCheetahRandParamsEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class HopperRandParamsVectorEnv(HopperRandParamsTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`HopperRandParamsEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class Walker2dRandParamsVectorEnv(Walker2dRandParamsTwin, MujocoBatchVectorEnv):
+    """Batched twin of :class:`Walker2dRandParamsEnv` (MuJoCo's C engine, ``mujoco.batch``)."""
+
+
+class HalfCheetahRandParamsWarpVectorEnv(HalfCheetahRandParamsTwin, WarpVectorEnv):
+    """:class:`HalfCheetahRandParamsEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""
+
+
+class HopperRandParamsWarpVectorEnv(HopperRandParamsTwin, WarpVectorEnv):
+    """:class:`HopperRandParamsEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""
+
+
+class Walker2dRandParamsWarpVectorEnv(Walker2dRandParamsTwin, WarpVectorEnv):
+    """:class:`Walker2dRandParamsEnv` on MuJoCo Warp (GPU, or Warp's CPU device)."""

@@ -4,6 +4,7 @@ where the time of a meta-iteration goes. They print figures; they are not tests.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -115,11 +116,16 @@ def bench_sampler(
     seed: int = 0,
     threads: list[int] | None = None,
     rounds: int = 3,
+    backend: str = "cpu",
+    warp_envs: int | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Env-steps/s of (a) the family's batched engine, (b) SyncVectorEnv, (c) AsyncVectorEnv
     with one process per env (``async_envs`` of them), and (d) the physics limit: the usable
     cores divided by the single-thread cost of one env step (``frame_skip`` × ``mj_step``),
-    measured on a sample of the very states the batched run stepped through.
+    measured on a sample of the very states the batched run stepped through. With
+    ``backend="warp"`` also (h): metarl's MuJoCo Warp sampler on ``device`` (a GPU by default)
+    with ``warp_envs`` worlds (default ``num_envs``), the policy acting on that device.
 
     Each figure is the best of ``rounds`` runs of ``steps`` steps from the same reset, so
     that a noisy machine slows no backend more than another; ``threads`` also times the
@@ -186,12 +192,13 @@ def bench_sampler(
 
     # (c) first: its workers are forked from this process, which is small before (a) and (b)
     # have held num_envs envs (a large parent is what makes a fork fail with ENOMEM).
-    for key, backend, n in [
+    with_warp = backend == "warp"
+    for key, mode, n in [
         ("async", "async", async_envs),
         ("batched", "vector_entry_point", num_envs),
         ("sync", "sync", num_envs),
     ]:
-        attempt(_PART_NAMES[key].format(**results), run, key, backend, n)
+        attempt(_PART_NAMES[key].format(**results), run, key, mode, n)
     for k in threads or []:
         attempt(f"batched engine, {k} thread(s)", run, "batched", "vector_entry_point", num_envs, k)
 
@@ -228,6 +235,11 @@ def bench_sampler(
 
     attempt(_PART_NAMES["sampler"].format(**results), sampler, "sampler", 1)
     attempt(_PART_NAMES["pipelined"].format(**results), sampler, "pipelined", 2)
+    if with_warp:
+        results["warp_envs"] = warp_envs or num_envs
+        attempt(
+            _PART_NAMES["warp"].format(**results), _bench_warp, results, env_id, policy, steps, rounds, device
+        )
     single.close()
     for name, num, den in [
         ("batched_over_limit", "batched", "physics_limit"),
@@ -238,10 +250,45 @@ def bench_sampler(
         ("sampler_over_limit", "sampler", "physics_limit"),
         ("pipelined_over_limit", "pipelined", "physics_limit"),
         ("pipelined_over_sampler", "pipelined", "sampler"),
+        ("warp_over_sampler", "warp", "sampler"),
+        ("warp_over_limit", "warp", "physics_limit"),
     ]:
         if f"{num}_steps_per_s" in results and f"{den}_steps_per_s" in results:
             results[name] = results[f"{num}_steps_per_s"] / results[f"{den}_steps_per_s"]
     return results
+
+
+def _bench_warp(
+    results: dict[str, Any], env_id: str, policy: GaussianMLPPolicy, steps: int, rounds: int, device: str
+) -> None:
+    """(h): :class:`~metarl.sampling.warp.WarpSampler` with ``results["warp_envs"]`` worlds, the
+    policy on the sampler's device; every figure ends with the device idle (synchronized)."""
+    from metarl.device import describe, resolve_device
+    from metarl.sampling.warp import WarpSampler
+
+    where = resolve_device(device)
+    n = results["warp_envs"]
+    E = 20 if n % 20 == 0 else 1
+    sampler = WarpSampler(env_id, n // E, E, steps, device=where)
+    results["warp_device"] = describe(sampler.device)
+    on_device = copy.deepcopy(policy).to(sampler.device)
+    try:
+        sampler.set_tasks(sampler.sample_tasks(n // E, np.random.default_rng(0)))
+        best = 0.0
+        for r in range(rounds + 1):  # the first compiles kernels and captures the CUDA graph
+            if sampler.device.type == "cuda":
+                torch.cuda.synchronize(sampler.device)
+            start = time.perf_counter()
+            episodes = sampler.sample(
+                on_device, on_device.params(), np.random.default_rng(r), torch.Generator().manual_seed(r)
+            )
+            if sampler.device.type == "cuda":
+                torch.cuda.synchronize(sampler.device)
+            if r:
+                best = max(best, episodes.obs.shape[0] * n / (time.perf_counter() - start))
+        results["warp_steps_per_s"] = best
+    finally:
+        sampler.close()
 
 
 _PART_NAMES = {
@@ -250,6 +297,7 @@ _PART_NAMES = {
     "async": "(c) AsyncVectorEnv, {async_envs} processes",
     "sampler": "(f) metarl's Sampler, {num_envs} envs",
     "pipelined": "(g) metarl's Sampler, {num_envs} envs in 2 pipelined groups",
+    "warp": "(h) metarl's MuJoCo Warp sampler, {warp_envs} worlds",
 }
 
 
@@ -276,6 +324,9 @@ def format_sampler(r: dict[str, Any]) -> str:
         (_PART_NAMES["sampler"].format(**r), r.get("sampler_steps_per_s")),
         (_PART_NAMES["pipelined"].format(**r), r.get("pipelined_steps_per_s")),
     ]
+    if "warp_envs" in r:
+        where = f" on {r['warp_device']}" if "warp_device" in r else ""
+        rows.append((_PART_NAMES["warp"].format(**r) + where, r.get("warp_steps_per_s")))
     rows += [(f"    batched engine, {k} thread(s)", v) for k, v in r.get("threads", {}).items()]
     rows += [(f"    {part}", None) for part in failed if part.startswith("batched engine, ")]
     width = max(len(name) for name, _ in rows)
@@ -312,6 +363,9 @@ def format_sampler(r: dict[str, Any]) -> str:
     ]
     if any(key in r for _, key in pipeline):
         lines.append("   ".join(fmt.format(r[key]) for fmt, key in pipeline if key in r))
+    warp = [("h/f = {:.2f}x", "warp_over_sampler"), ("h/d = {:.2f}x", "warp_over_limit")]
+    if any(key in r for _, key in warp):
+        lines.append("   ".join(fmt.format(r[key]) for fmt, key in warp if key in r))
     return "\n".join(lines)
 
 

@@ -107,7 +107,13 @@ def _train(args: argparse.Namespace) -> int:
         env = trainer.sampler.env
         where += (
             f"; sampler: {type(env.unwrapped).__name__} "
-            f"({env.num_envs} envs, backend {trainer.sampler.backend})"
+            f"({env.num_envs} envs, backend {trainer.sampler.backend}"
+            + (
+                f", {chosen}"
+                if (chosen := getattr(trainer.sampler, "chosen_by", "")).startswith("auto")
+                else ""
+            )
+            + ")"
         )
     print(f"{where}; device: {describe(trainer.device)}", file=sys.stderr)
     metrics = trainer.train()
@@ -340,8 +346,13 @@ def _bench(args: argparse.Namespace) -> int:
     _check_seed("--seed", args.seed)
     _output_file("--json", args.json, "bench.json")
     if args.what == "sampler":
-        if args.device:
-            raise MetarlError("--device applies to bench iteration; bench sampler samples on the CPU")
+        if args.device and args.backend != "warp":
+            raise MetarlError(
+                "--device applies to bench iteration and to bench sampler --backend warp; "
+                "the CPU samplers run on the CPU"
+            )
+        if args.warp_envs is not None and args.warp_envs < 1:
+            raise MetarlError(f"--warp-envs: got {args.warp_envs}, expected a positive integer")
         for name in ("num_envs", "steps", "async_envs", "rounds"):
             if getattr(args, name) < 1:
                 flag = "--" + name.replace("_", "-")
@@ -355,6 +366,9 @@ def _bench(args: argparse.Namespace) -> int:
             args.seed,
             threads=threads,
             rounds=args.rounds,
+            backend=args.backend,
+            warp_envs=args.warp_envs,
+            device=args.device or "auto",
         )
         print(bench.format_sampler(result))
     else:
@@ -447,11 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", metavar="N,M,...", help="sampler: also time the batched engine at these thread counts"
     )
     bench.add_argument("--rounds", type=int, default=3, help="sampler: best of this many runs per figure")
+    bench.add_argument(
+        "--backend",
+        choices=("cpu", "warp"),
+        default="cpu",
+        help="sampler: warp also times the MuJoCo Warp sampler (h) on --device (a GPU by default)",
+    )
+    bench.add_argument("--warp-envs", type=int, help="sampler: worlds for (h) (default --num-envs)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--config", help="iteration: experiment config (paper size by default)")
     bench.add_argument("--iterations", type=int, default=3, help="iteration: timed iterations")
     bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="iteration: override")
-    bench.add_argument("--device", help="iteration: where the learner runs (auto, cpu, cuda, cuda:N)")
+    bench.add_argument(
+        "--device", help="iteration: where the learner runs; sampler --backend warp: where it samples"
+    )
     bench.add_argument("--json", help="write the figures as JSON here")
     bench.set_defaults(func=_bench)
     return parser

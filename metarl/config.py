@@ -26,7 +26,7 @@ from metarl.errors import ConfigError
 ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
-SAMPLER_BACKENDS = ("auto", "sync", "async", "ray")
+SAMPLER_BACKENDS = ("auto", "sync", "async", "ray", "warp")
 
 
 @dataclass
@@ -67,8 +67,9 @@ class TRPOConfig:
 
 @dataclass
 class SamplerConfig:
-    """Where rollouts run. ``auto`` takes the family's own vector env if it has one (the
-    batched MuJoCo engine, say), else Gymnasium's ``SyncVectorEnv``."""
+    """Where rollouts run. ``auto`` takes MuJoCo Warp when the learner is on a GPU, the family has
+    a Warp twin and the ``gpu`` extra is installed; else the family's own vector env if it has
+    one (the batched MuJoCo engine, say), else Gymnasium's ``SyncVectorEnv``."""
 
     backend: str = "auto"
     num_threads: int = 0  # threads of a batched engine; 0 = the usable cores
@@ -76,6 +77,9 @@ class SamplerConfig:
     # policy acts for the next group (1: no pipelining; 0: auto, 2 from 4 usable cores on).
     groups: int = 0
     num_workers: int = 2  # ray: actors, each sampling a shard of the meta-batch's tasks
+    # warp: MuJoCo Warp's contact and constraint buffers per world (0: the family's measured sizes)
+    nconmax: int = 0
+    njmax: int = 0
     ray_address: str = ""  # ray: the cluster to join ("" or "local": start a local Ray)
 
 
@@ -127,6 +131,15 @@ class CheckpointConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """How ``best.pt`` is chosen: θ adapted to a fixed set of validation tasks (a task stream
+    of their own, never ``evaluate``'s) and scored as ``evaluate`` scores it."""
+
+    every: int = 10  # iterations between validations (and the run's last); 0: by the training return
+    tasks: int = 20  # validation tasks, drawn once per seed
+
+
+@dataclass
 class Config:
     """A whole experiment. Field docs are in the README's config table."""
 
@@ -150,6 +163,7 @@ class Config:
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     # Where the learner's tensors live: auto (a GPU when there is one), cpu, cuda or cuda:N.
     device: str = "auto"
@@ -173,6 +187,8 @@ RUN_KEYS = (
     "num_threads",
     "max_failed_iterations",
     "checkpoint.keep_last",
+    "validation.every",
+    "validation.tasks",
 )
 #: Keys every RL learner takes: the episodes, their advantages, the policy, the inner step and
 #: the sampler.
@@ -193,6 +209,8 @@ RL_KEYS = (
     "sampler.backend",
     "sampler.num_threads",
     "sampler.groups",
+    "sampler.nconmax",
+    "sampler.njmax",
     "sampler.num_workers",
     "sampler.ray_address",
 )
@@ -226,9 +244,13 @@ _PYTHON_NAMES = {
     "sampler.backend": "sampler",
     "sampler.num_threads": "sampler_threads",
     "sampler.groups": "sampler_groups",
+    "sampler.nconmax": "warp_nconmax",
+    "sampler.njmax": "warp_njmax",
     "sampler.num_workers": "ray_workers",
     "sampler.ray_address": "ray_address",
     "checkpoint.keep_last": "keep_last",
+    "validation.every": "validation_every",
+    "validation.tasks": "validation_tasks",
 }
 
 
@@ -246,6 +268,12 @@ KEY_DOCS = {
     "num_threads": "torch intra-op threads; 0 keeps torch's default",
     "max_failed_iterations": "stop after this many iterations in a row without an accepted meta-step",
     "checkpoint.keep_last": "numbered checkpoints a run directory keeps; 0 keeps none",
+    "validation.every": (
+        "validate every this many iterations (and at the run's last) on fixed validation tasks; "
+        "their return after inner.steps adaptation steps (supervised: -loss) picks best.pt; "
+        "0: best.pt by the training post-adaptation return"
+    ),
+    "validation.tasks": "validation tasks, drawn once from a stream of their own (never evaluate's)",
     "meta_batch_size": "tasks per meta-iteration",
     "episodes_per_task": "episodes sampled per task for each adaptation step",
     "horizon": "the most steps of one episode",
@@ -278,9 +306,14 @@ KEY_DOCS = {
     "supervised.k_query": "query examples per task for the meta-loss",
     "supervised.imaml_lambda": "iMAML's proximal strength lambda",
     "supervised.cg_iters": "iMAML's conjugate-gradient iterations",
-    "sampler.backend": "auto (the family's batched engine, else sync), sync, async or ray",
+    "sampler.backend": (
+        "auto (MuJoCo Warp on a GPU when installed, else the family's batched engine, else sync), "
+        "sync, async, ray or warp (MuJoCo Warp on the learner's device; pip install 'metarl[gpu]')"
+    ),
     "sampler.num_threads": "threads of a batched engine; 0 = the usable cores",
     "sampler.groups": "task groups pipelined through a batched engine; 0 = auto, 1 = none",
+    "sampler.nconmax": "warp: contacts per world MuJoCo Warp allocates; 0 = the family's measured size",
+    "sampler.njmax": "warp: constraint rows per world MuJoCo Warp allocates; 0 = the family's measured size",
     "sampler.num_workers": "Ray actors",
     "sampler.ray_address": "the Ray cluster to join (empty: a local Ray)",
 }
@@ -338,7 +371,14 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "sampler.num_threads": (lambda v: v >= 0, "an integer >= 0 (0 = the usable cores)"),
     "sampler.num_workers": (lambda v: v >= 1, "an integer >= 1"),
     "sampler.groups": (lambda v: v >= 0, "an integer >= 0 (0 = auto, 1 = no pipelining)"),
+    "sampler.nconmax": (lambda v: v >= 0, "an integer >= 0 (0 = the family's measured size)"),
+    "sampler.njmax": (lambda v: v >= 0, "an integer >= 0 (0 = the family's measured size)"),
     "checkpoint.keep_last": (lambda v: v >= 0, "an integer >= 0"),
+    "validation.every": (
+        lambda v: v >= 0,
+        "an integer >= 0 (0 = no validation: best.pt by the training return)",
+    ),
+    "validation.tasks": (lambda v: v >= 1, "an integer >= 1"),
     "max_failed_iterations": (lambda v: v >= 1, "an integer >= 1"),
 }
 

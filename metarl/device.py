@@ -1,9 +1,10 @@
 """Where the learner's tensors live: ``device: auto | cpu | cuda | cuda:N``.
 
 Everything after the episodes (advantages and the baseline fit, inner steps, the meta-objective,
-Hessian-vector products, CG and the line search) runs on the learner's device. Sampling stays on
-the CPU: the sampler acts with a CPU copy of the current parameters, made once per sampling
-call, and returns the episodes, which are then moved to the device in one copy.
+Hessian-vector products, CG and the line search) runs on the learner's device. The CPU samplers
+act with a CPU copy of the current parameters, made once per sampling call, and return the
+episodes, which are then moved to the device in one copy; the MuJoCo Warp sampler
+(``sampler.backend: warp``) samples on the learner's device itself.
 """
 
 from __future__ import annotations

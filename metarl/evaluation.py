@@ -27,6 +27,12 @@ def checkpoint_path(path: str | Path, which: str = "latest") -> Path:
     """The checkpoint file a run directory's ``latest`` or ``best`` names, or ``path`` itself."""
     path = Path(path)
     if path.is_dir():
+        if which == "best" and not (path / BEST).exists() and (path / CHECKPOINT).exists():
+            raise MetarlError(
+                f"{str(path)!r} has no {BEST} yet: it is written at the run's first validation "
+                "(every validation.every iterations, and at the last; with validation.every 0, at "
+                "the first iteration with a finite return); use the latest checkpoint"
+            )
         return path / (BEST if which == "best" else CHECKPOINT)
     if not path.exists():
         raise MetarlError(f"run directory or checkpoint {str(path)!r} not found")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,13 @@ class RandomTaskEachReset(gym.Wrapper):
         return self.env.reset(**kwargs)
 
 
+def with_task(observations: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+    """Observations ``[n, ...]`` with each row's task numbers ``[n, k]`` appended, as float32:
+    what the oracle sees, for one env (:class:`TaskInObservation`) or a batch of sub-envs."""
+    n = observations.shape[0]
+    return np.concatenate([np.reshape(observations, (n, -1)), tasks], axis=1).astype(np.float32)
+
+
 class TaskInObservation(gym.ObservationWrapper):
     """Appends the current task's numbers to the observation (the oracle's view)."""
 
@@ -69,7 +77,7 @@ class TaskInObservation(gym.ObservationWrapper):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         task = task_vector(self.env.unwrapped.get_task())
-        return np.concatenate([np.ravel(observation), task]).astype(np.float32)
+        return with_task(np.ravel(observation)[None], task[None])[0]
 
 
 def _unit_actions(env: gym.Env, config: Config) -> gym.Env:
@@ -264,6 +272,24 @@ def load_oracle(run_dir: str | Path, config: Config) -> tuple[Any, gym.Env]:
     return model, env
 
 
+def _batch_actions(env: gym.Env) -> Callable[[np.ndarray], np.ndarray]:
+    """What the action wrappers of the oracle's single ``env`` do to an action (the rescaling
+    onto the Box bounds), applied to a batch of actions [n, ...] at once, outermost first."""
+    wrappers = []
+    node = env
+    while isinstance(node, gym.Wrapper):
+        if isinstance(node, gym.ActionWrapper):
+            wrappers.append(node)
+        node = node.env
+
+    def convert(actions: np.ndarray) -> np.ndarray:
+        for wrapper in wrappers:
+            actions = wrapper.action(actions)
+        return actions
+
+    return convert
+
+
 def evaluate_oracle(
     run_dir: str | Path,
     config: Config,
@@ -274,29 +300,52 @@ def evaluate_oracle(
 ) -> dict[str, Any]:
     """The oracle's return on the held-out tasks that ``evaluate`` draws for this seed (its
     no adaptation): the ceiling of the normalized score. Actions are sampled from the policy, as
-    every other method's are, unless ``deterministic`` (PPO's mean action: a higher return)."""
-    from metarl.learners.base import EVAL_STREAM
+    every other method's are, unless ``deterministic`` (PPO's mean action: a higher return).
 
-    model, env = load_oracle(run_dir, config)
-    rng = np.random.default_rng([seed, EVAL_STREAM])
-    torch.manual_seed(seed)  # PPO's action noise
-    tasks = env.unwrapped.sample_tasks(num_tasks, rng)
-    episodes = episodes_per_task or config.episodes_per_task
-    returns = []
-    for task in tqdm(tasks, desc="oracle, tasks", disable=None, leave=False):
-        env.unwrapped.set_task(task)
-        total = 0.0
-        for _ in range(episodes):
-            obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
-            done = False
-            while not done:
-                action, _ = model.predict(obs, deterministic=deterministic)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-        returns.append(total / episodes)
-    env.close()
-    r = np.asarray(returns)
+    Every episode of every task runs at once, one sub-env each, in the family's vector env
+    (its batched engine where it has one; ``sync`` with ``sampler.backend: sync``), with one
+    batched ``predict`` per step. Each episode is reset with the seed the one-episode-at-a-time
+    loop gave it (drawn in task-then-episode order), so with ``deterministic`` the returns are
+    those of that loop; sampled actions draw PPO's noise for all sub-envs together (from torch's
+    RNG seeded with ``seed``, restored afterwards)."""
+    from metarl.learners.base import EVAL_STREAM
+    from metarl.sampling.local import make_vector_env, policy_threads
+    from metarl.tasks import set_tasks
+
+    with torch.random.fork_rng(devices=[]):  # loading and acting draw from torch's global RNG
+        model, env = load_oracle(run_dir, config)
+        rng = np.random.default_rng([seed, EVAL_STREAM])
+        tasks = env.unwrapped.sample_tasks(num_tasks, rng)
+        episodes = episodes_per_task or config.episodes_per_task
+        count = num_tasks * episodes  # sub-env i * episodes + j: episode j of task i
+        # One scalar draw per episode, in the loop's order (a vectorized draw gives other seeds).
+        seeds = [int(rng.integers(2**31 - 1)) for _ in range(count)]
+        to_env = _batch_actions(env)
+        task_rows = np.repeat(np.stack([task_vector(t) for t in tasks]), episodes, axis=0)
+        backend = "sync" if config.sampler.backend == "sync" else "auto"
+        try:
+            vec = make_vector_env(
+                config.env, count, config.horizon, backend, config.sampler.num_threads, **config.env_kwargs
+            )
+        finally:
+            env.close()
+        totals = np.zeros(count)
+        alive = np.ones(count, dtype=bool)
+        try:
+            set_tasks(vec, [t for t in tasks for _ in range(episodes)])
+            obs, _ = vec.reset(seed=seeds)
+            torch.manual_seed(seed)  # PPO's action noise
+            with policy_threads():  # one torch thread, as the sampler acts (less contention)
+                for _ in tqdm(range(config.horizon), desc="oracle, steps", disable=None, leave=False):
+                    actions, _ = model.predict(with_task(obs, task_rows), deterministic=deterministic)
+                    obs, reward, terminated, truncated, _ = vec.step(to_env(actions))
+                    totals += np.where(alive, np.asarray(reward, dtype=np.float64), 0.0)
+                    alive &= ~(np.asarray(terminated) | np.asarray(truncated))
+                    if not alive.any():
+                        break
+        finally:
+            vec.close()
+    r = totals.reshape(num_tasks, episodes).sum(axis=1) / episodes
     return {
         "env_id": config.env,
         "method": "oracle",

@@ -1,9 +1,11 @@
 """A learner's run directory while it learns: TensorBoard scalars and checkpoints.
 
 A run directory holds ``config.yaml`` (the resolved config), TensorBoard event files,
-``checkpoint.pt`` (the latest iteration), ``best.pt`` (the best post-adaptation return) and the
-last ``checkpoint.keep_last`` numbered checkpoints. It is a :class:`~metarl.runs.RunDirectory`:
-locked while training, and only files metarl wrote there are ever replaced or removed.
+``checkpoint.pt`` (the latest iteration), ``best.pt`` (the best validation score, see
+:meth:`~metarl.learners.base.Learner.validate`; the best training post-adaptation return with
+``validation.every: 0``) and the last ``checkpoint.keep_last`` numbered checkpoints. It is a
+:class:`~metarl.runs.RunDirectory`: locked while training, and only files metarl wrote there are
+ever replaced or removed.
 Checkpoints are written to a temporary file and renamed, so a crash never leaves a torn one.
 """
 

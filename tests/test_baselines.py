@@ -11,8 +11,18 @@ from metarl_envs import GoalTask, VelocityTask
 
 from metarl.cli import main
 from metarl.config import config_from_dict
+from metarl.learners.base import EVAL_STREAM
 from metarl.policies import make_policy
-from metarl.reference_methods import TaskInObservation, policy_from_ppo, task_vector, train_ppo
+from metarl.reference_methods import (
+    PPO_FILE,
+    TaskInObservation,
+    _ppo_env,
+    evaluate_oracle,
+    load_oracle,
+    policy_from_ppo,
+    task_vector,
+    train_ppo,
+)
 from metarl.sampling.local import Sampler
 
 TINY = {
@@ -102,3 +112,69 @@ def test_baselines_build_run_directories_that_evaluate_and_compare(tmp_path, cap
     out = capsys.readouterr().out
     assert "score 0" in out and "pretrained" in out
     assert main(["baseline", "random", str(config), "--out", str(tmp_path / "random")]) == 2  # exists
+
+
+def _oracle_model(config, goal_seeking: bool):
+    """An oracle PPO model for navigation: untrained (its episodes run to the horizon), or with
+    its actor set to step straight to the goal it observes, so that its episodes end at the goal
+    after a number of steps that differs from task to task."""
+    from stable_baselines3 import PPO
+
+    hidden = config.policy.hidden_sizes
+    kwargs = {"net_arch": {"pi": hidden, "vf": hidden}, "activation_fn": torch.nn.ReLU}
+    model = PPO("MlpPolicy", _ppo_env(config, 0, oracle=True), policy_kwargs=kwargs, seed=0, device="cpu")
+    if goal_seeking:  # observation [x, y, goal_x, goal_y]; unit actions are 10 x the env's
+        first, second = model.policy.mlp_extractor.policy_net[0], model.policy.mlp_extractor.policy_net[2]
+        with torch.no_grad():
+            for layer in (first, second, model.policy.action_net):
+                layer.weight.zero_()
+                layer.bias.zero_()
+            for axis in range(2):
+                for unit, sign in ((2 * axis, 1.0), (2 * axis + 1, -1.0)):  # relu(±(goal - x))
+                    first.weight[unit, axis], first.weight[unit, 2 + axis] = -sign, sign
+                    second.weight[unit, unit] = 1.0
+                    model.policy.action_net.weight[axis, unit] = 10.0 * sign
+    return model
+
+
+def _one_episode_at_a_time(run_dir, config, num_tasks, seed, deterministic):
+    """The oracle's per-task returns as evaluate_oracle computed them before it ran in batch:
+    one env, one episode and one predict at a time."""
+    model, env = load_oracle(run_dir, config)
+    rng = np.random.default_rng([seed, EVAL_STREAM])
+    torch.manual_seed(seed)
+    returns = []
+    for task in env.unwrapped.sample_tasks(num_tasks, rng):
+        env.unwrapped.set_task(task)
+        total = 0.0
+        for _ in range(config.episodes_per_task):
+            obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+            done = False
+            while not done:
+                action, _ = model.predict(obs, deterministic=deterministic)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+        returns.append(total / config.episodes_per_task)
+    env.close()
+    return returns
+
+
+@pytest.mark.parametrize("goal_seeking", [True, False], ids=["episodes-end-at-the-goal", "untrained"])
+def test_the_oracle_evaluated_in_batch_returns_what_one_episode_at_a_time_returns(tmp_path, goal_seeking):
+    config = config_from_dict({**TINY, "episodes_per_task": 3, "horizon": 30})
+    _oracle_model(config, goal_seeking).save(tmp_path / PPO_FILE)
+    result = evaluate_oracle(tmp_path, config, 6, seed=3, episodes_per_task=None, deterministic=True)
+    batched = [r[0] for r in result["per_task_returns"]]
+    expected = _one_episode_at_a_time(tmp_path, config, 6, seed=3, deterministic=True)
+    np.testing.assert_allclose(batched, expected, rtol=1e-6)
+    if goal_seeking:  # every episode reached its goal within a few steps
+        assert all(-1.0 < r < 0 for r in batched)
+    assert result["mean_return"] == [pytest.approx(np.mean(expected))]
+
+    # Sampled actions: reproducible for a seed, and torch's global RNG is left as it was.
+    before = torch.random.get_rng_state()
+    sampled = evaluate_oracle(tmp_path, config, 6, seed=3, episodes_per_task=None)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert evaluate_oracle(tmp_path, config, 6, seed=3, episodes_per_task=None) == sampled
+    assert sampled["per_task_returns"] != result["per_task_returns"] and sampled["tasks"] == result["tasks"]

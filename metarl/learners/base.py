@@ -20,6 +20,7 @@ import contextlib
 import difflib
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,8 +42,9 @@ from metarl.errors import ConfigError, MetarlError, TrainingStopped
 
 log = logging.getLogger(__name__)
 
-#: Independent task streams for the same seed: training, held-out evaluation, ``adapt``.
-TRAIN_STREAM, EVAL_STREAM, ADAPT_STREAM = 0, 1, 2
+#: Independent task streams for the same seed: training, held-out evaluation, ``adapt``, and the
+#: validation tasks that choose ``best.pt`` (never those ``evaluate`` scores).
+TRAIN_STREAM, EVAL_STREAM, ADAPT_STREAM, VALID_STREAM = 0, 1, 2, 3
 
 #: ``callback(learner, metrics)`` after every iteration; returning ``False`` stops ``learn``.
 Callback = Callable[["Learner", dict[str, float]], Any]
@@ -60,7 +62,8 @@ def to_cpu(value: Any) -> Any:
 
 
 def score(metrics: dict[str, float]) -> float:
-    """What ``best.pt`` maximises: the post-adaptation return (RL) or −loss (supervised)."""
+    """An iteration's training score: the post-adaptation return (RL) or −loss (supervised) on
+    its own meta-batch. ``best.pt`` maximises it only with ``validation.every: 0``."""
     if "return/post_adaptation" in metrics:
         return metrics["return/post_adaptation"]
     return -metrics["loss/post_adaptation"]
@@ -76,6 +79,7 @@ def summary(metrics: dict[str, float]) -> dict[str, str]:
         ("loss/post_adaptation", "post", ".3f"),
         ("meta/kl", "kl", ".4f"),
         ("sampler/env_steps_per_s", "sps", ".0f"),
+        ("validation/score", "valid", ".4g"),
     ]:
         if key in metrics:
             out[name] = format(metrics[key], fmt)
@@ -179,7 +183,9 @@ class Learner:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0  # iterations completed
         self.env_steps = 0
-        self.best_return = -float("inf")  # the best score so far (see :func:`score`)
+        #: The best score so far: the validation score (see :meth:`validate`), or with
+        #: ``validation.every: 0`` the training score (:func:`score`); ``best.pt`` holds its θ.
+        self.best_return = -float("inf")
         self.failed_in_a_row = 0  # iterations since the last accepted meta-step
         self.last_failure = ""  # why the last rejected meta-step was rejected
         #: The checkpoint this learner was loaded from, and its iteration (None: not loaded).
@@ -232,6 +238,7 @@ class Learner:
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "best_return": self.best_return,
+            "best_by": self.best_by,
             "failed_in_a_row": self.failed_in_a_row,
             "config": self.config.to_dict(),
             "policy": to_cpu(self.policy.state_dict()),
@@ -244,6 +251,8 @@ class Learner:
         self.iteration = state.get("iteration", 0)
         self.env_steps = state.get("env_steps", 0)
         self.best_return = state.get("best_return", -float("inf"))
+        if state.get("best_by", "training") != self.best_by:  # scores on another scale
+            self.best_return = -float("inf")
         self.failed_in_a_row = state.get("failed_in_a_row", 0)
         self.policy.load_state_dict(state["policy"])
         if "algorithm" in state:
@@ -284,9 +293,11 @@ class Learner:
         """Run ``iterations`` more meta-iterations.
 
         With ``log_dir``, the run goes to that run directory: TensorBoard scalars, ``config.yaml``,
-        ``checkpoint.pt`` every iteration and ``best.pt`` (see :class:`metarl.runs.RunDirectory`);
-        a learner loaded from a run directory continues there. ``force`` starts over in a directory
-        that holds another run. Without ``log_dir`` nothing is written.
+        ``checkpoint.pt`` every iteration and ``best.pt``, the θ with the best validation score
+        (see :meth:`validate`; with ``validation.every: 0`` the best training score), see
+        :class:`metarl.runs.RunDirectory`; a learner loaded from a run directory continues there.
+        ``force`` starts over in a directory that holds another run. Without ``log_dir`` nothing
+        is written (validation still runs: its scores reach ``callback``).
 
         ``callback(learner, metrics)`` runs after every iteration; returning ``False`` stops the
         run after that iteration. Returns the learner, so ``MAMLTRPO(...).learn(10)`` chains.
@@ -301,6 +312,8 @@ class Learner:
             resumed = self._run_dir is not None and Path(log_dir).resolve() == self._run_dir.resolve()
             run = RunLog(self, Path(log_dir), force=force, resumed=resumed)
         self.metrics: dict[str, float] = {}
+        if self.validating:
+            self.validation_tasks()  # a validation that cannot run fails now, not iterations later
         bar = None
         with contextlib.ExitStack() as stack:
             if run is not None:
@@ -333,9 +346,8 @@ class Learner:
 
     def _step(self, run: Any) -> tuple[dict[str, float], bool]:
         """One iteration with its bookkeeping: counters, the guard against failed steps, and
-        whether its score is the best so far."""
-        import time
-
+        whether its score is the best so far (the validation score on validated iterations,
+        or the training score with ``validation.every: 0``)."""
         before = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         t0 = time.perf_counter()
         metrics = self.train_iteration(self.rng, self.generator)
@@ -359,10 +371,20 @@ class Learner:
             metrics["sampler/total_env_steps"] = float(self.env_steps)
         metrics["time/iteration_s"] = elapsed
         self._guard(metrics)
-        value = score(metrics)
+        if not self.validating:
+            value = score(metrics)
+        elif self._validation_due():
+            t0 = time.perf_counter()
+            metrics.update(self.validate())
+            metrics["time/validation_s"] = time.perf_counter() - t0
+            value = metrics["validation/score"]
+        else:
+            return metrics, False
         improved = math.isfinite(value) and value > self.best_return
         if improved:
             self.best_return = value
+        if self.validating and math.isfinite(self.best_return):
+            metrics["validation/best"] = self.best_return
         return metrics, improved
 
     def _guard(self, metrics: dict[str, float]) -> None:
@@ -388,6 +410,44 @@ class Learner:
         for key in ("guard/nonfinite_advantages", "baseline/fallbacks"):
             if metrics.get(key, 0.0) > 0:
                 log.warning("iteration %d: %s = %d", self.iteration, key, int(metrics[key]))
+
+    # --- validation: what chooses best.pt -----------------------------------------------------
+    @property
+    def validating(self) -> bool:
+        """Whether ``best.pt`` is chosen by the validation score (``validation.every`` > 0)."""
+        return self.config.validation.every > 0
+
+    @property
+    def best_by(self) -> str:
+        """What :attr:`best_return` measures: ``validation`` or ``training`` (its :func:`score`)."""
+        return "validation" if self.validating else "training"
+
+    def _validation_due(self) -> bool:
+        """Whether the iteration just completed is validated: every ``validation.every``-th, and
+        the run's last (so that a run shorter than ``every`` has a ``best.pt`` too)."""
+        every = self.config.validation.every
+        return every > 0 and (self.iteration % every == 0 or self.iteration == self.config.iterations)
+
+    def validation_tasks(self) -> list[Any]:
+        """The ``validation.tasks`` tasks θ is validated on: drawn from the seed's own validation
+        stream, so the same for the whole run (and across resumes), and independent of the
+        training tasks and of the held-out tasks ``evaluate`` draws for any seed."""
+        raise NotImplementedError
+
+    def _validation_rng(self) -> tuple[np.random.Generator, torch.Generator]:
+        """Fresh generators for one validation's episodes (or support and query sets): the same
+        at every validation, so scores differ only by θ, and separate from the training RNGs
+        (validating never changes what training does)."""
+        rng = np.random.default_rng([self.config.seed, VALID_STREAM, 1])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        return rng, generator
+
+    def validate(self) -> dict[str, float]:
+        """Adapt θ to the :meth:`validation_tasks` with ``inner.steps`` steps, as ``evaluate``
+        adapts (θ itself is unchanged), and score it: ``validation/score`` (the post-adaptation
+        return, or −loss for supervised learners) and the figure after each step
+        (``validation/return_after_<k>_steps`` or ``validation/loss_after_<k>_steps``)."""
+        raise NotImplementedError
 
     # --- adaptation and evaluation (per kind) --------------------------------------------------
     def evaluate(self, num_tasks: int = 40, steps: int = 3, seed: int = 0, **kwargs: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from metarl.adaptation import Advantages, compute_advantages, pg_step
 from metarl.config import RL_KEYS
 from metarl.episodes import Episodes
 from metarl.errors import TaskProtocolError
-from metarl.learners.base import ADAPT_STREAM, Learner
+from metarl.learners.base import ADAPT_STREAM, VALID_STREAM, Learner
 from metarl.policies import AdaptedPolicy, MLPPolicy, Params, make_policy, policy_from_state
 from metarl.sampling import EpisodeSampler, make_sampler
 from metarl.tasks import PROTOCOL_METHODS, make_env, resolve_env_id
@@ -77,6 +77,7 @@ class RLLearner(Learner):
     def _build(self, policy: torch.nn.Module | None, eager: bool) -> None:
         if not hasattr(self, "_sampler"):
             self._sampler = None
+        self._valid_sampler: EpisodeSampler | None = getattr(self, "_valid_sampler", None)
         self._env: gym.Env | None = getattr(self, "_env", None)
         self._valid_nonfinite = 0
         if policy is None:
@@ -131,6 +132,9 @@ class RLLearner(Learner):
         if getattr(self, "_sampler", None) is not None:
             self._sampler.close()
             self._sampler = None
+        if getattr(self, "_valid_sampler", None) is not None:
+            self._valid_sampler.close()
+            self._valid_sampler = None
         if getattr(self, "_env", None) is not None:
             self._env.close()
             self._env = None
@@ -244,6 +248,53 @@ class RLLearner(Learner):
             metrics["policy/std"] = float(log_std.detach().exp().mean())
         for k, batch in enumerate(batches[1:], start=1):
             metrics[f"return/after_{k}_steps"] = float(batch.episodes.returns_per_task().mean())
+        return metrics
+
+    # --- validation --------------------------------------------------------------------------
+    def _validation_sampler(self) -> EpisodeSampler:
+        """The validation tasks' sampler (made on first use): in this process whatever
+        ``sampler.backend`` (Ray and ``async`` too: the family's vector env, or ``sync`` when
+        asked), ``episodes_per_task`` episodes per task, as ``evaluate`` samples."""
+        if getattr(self, "_valid_sampler", None) is None:
+            from metarl.sampling.local import Sampler
+
+            c = self.config
+            self._valid_sampler = Sampler(
+                c.env,
+                c.validation.tasks,
+                c.episodes_per_task,
+                c.horizon,
+                backend="sync" if c.sampler.backend == "sync" else "auto",
+                env_kwargs=c.env_kwargs,
+                num_threads=c.sampler.num_threads,
+                rescale_actions=c.policy.rescale_actions,
+                groups=c.sampler.groups,
+            )
+        return self._valid_sampler
+
+    def validation_tasks(self) -> list[Any]:
+        """The fixed validation tasks (see :meth:`Learner.validation_tasks`)."""
+        rng = np.random.default_rng([self.config.seed, VALID_STREAM])
+        return self._validation_sampler().sample_tasks(self.config.validation.tasks, rng)
+
+    def validate(self) -> dict[str, float]:
+        """The post-adaptation return on the validation tasks (see :meth:`Learner.validate`):
+        ``inner.steps`` PG steps of ``episodes_per_task`` episodes each, the first of size
+        ``inner.lr`` and later ones half that, as ``evaluate`` adapts."""
+        from metarl.evaluation import adapt_to_tasks, check_adaptation
+
+        c = self.config
+        steps = c.inner.steps
+        lr, later_lr = check_adaptation(c, steps, None, None, None)
+        tasks = self.validation_tasks()
+        rng, generator = self._validation_rng()
+        sampler = self._validation_sampler()
+        returns, _ = adapt_to_tasks(
+            self.policy, c, sampler, tasks, steps, lr, later_lr, rng, generator, self.device
+        )
+        means = np.asarray(returns, dtype=np.float64).mean(axis=1)  # [steps + 1]
+        metrics = {f"validation/return_after_{k}_steps": float(m) for k, m in enumerate(means)}
+        metrics["validation/score"] = float(means[-1])
         return metrics
 
     # --- using a trained learner -------------------------------------------------------------

@@ -41,7 +41,7 @@ from metarl.fewshot import (
     single_loss,
     task_losses,
 )
-from metarl.learners.base import ADAPT_STREAM, EVAL_STREAM, Learner, document
+from metarl.learners.base import ADAPT_STREAM, EVAL_STREAM, VALID_STREAM, Learner, document
 from metarl.learners.registry import register
 from metarl.optim.first_order import apply_gradients, reptile_step
 from metarl.optim.trpo import conjugate_gradient, flat
@@ -205,17 +205,7 @@ class SupervisedLearner(Learner):
         lr = self.config.inner.lr if lr is None else lr
         tasks = self.family.sample_tasks(num_tasks, rng)
         batch = self.family.batch(tasks, k, self.family.eval_k_query, rng).to(target)
-        current = shared({n: v.detach() for n, v in model.params().items()}, num_tasks)
-        per_step = []
-        for step in range(steps + 1):
-            losses = task_losses(model, current, batch.query_x, batch.query_y, self.loss)
-            per_step.append(losses.detach().cpu().numpy())
-            if step < steps:
-                current = inner_loop(
-                    model, current, batch.support_x, batch.support_y, lr, 1, True, self.loss, per_task=True
-                )
-                current = {n: v.detach() for n, v in current.items()}
-        values = np.stack(per_step)  # [steps + 1, tasks]
+        values = self._losses_after_steps(model, batch, steps, lr)
         name = "mean_mse" if self.loss == "mse" else "mean_loss"
         return {
             "env_id": self.config.env,
@@ -230,6 +220,39 @@ class SupervisedLearner(Learner):
             "lr": lr,
             "seed": seed,
         }
+
+    def _losses_after_steps(self, model: nn.Module, batch: FewShotBatch, steps: int, lr: float) -> np.ndarray:
+        """Each task's query loss [steps + 1, tasks] after 0..``steps`` SGD steps of size ``lr``
+        on its support set (θ itself is unchanged)."""
+        current = shared({n: v.detach() for n, v in model.params().items()}, batch.support_x.shape[0])
+        per_step = []
+        for step in range(steps + 1):
+            losses = task_losses(model, current, batch.query_x, batch.query_y, self.loss)
+            per_step.append(losses.detach().cpu().numpy())
+            if step < steps:
+                current = inner_loop(
+                    model, current, batch.support_x, batch.support_y, lr, 1, True, self.loss, per_task=True
+                )
+                current = {n: v.detach() for n, v in current.items()}
+        return np.stack(per_step)
+
+    def validation_tasks(self) -> list[Any]:
+        """The fixed validation tasks (see :meth:`Learner.validation_tasks`)."""
+        rng = np.random.default_rng([self.config.seed, VALID_STREAM])
+        return self.family.sample_tasks(self.config.validation.tasks, rng)
+
+    def validate(self) -> dict[str, float]:
+        """−(query loss) on the validation tasks after ``inner.steps`` SGD steps of ``inner.lr``
+        on fresh K-shot support sets, as ``evaluate`` scores (see :meth:`Learner.validate`);
+        the support and query sets are the same at every validation."""
+        c = self.config
+        rng, _ = self._validation_rng()
+        batch = self.family.batch(self.validation_tasks(), c.supervised.k_shot, self.family.eval_k_query, rng)
+        losses = self._losses_after_steps(self.policy, batch.to(self.device), c.inner.steps, c.inner.lr)
+        means = losses.mean(axis=1)  # [steps + 1]
+        metrics = {f"validation/loss_after_{k}_steps": float(m) for k, m in enumerate(means)}
+        metrics["validation/score"] = -float(means[-1])
+        return metrics
 
     def adapt(
         self,

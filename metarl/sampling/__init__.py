@@ -1,6 +1,7 @@
 """Where rollouts happen: this process (:class:`~metarl.sampling.local.Sampler`, over the
-family's batched engine or Gymnasium's vector envs) or Ray actors
-(:class:`~metarl.sampling.ray.RaySampler`). Learners see only :class:`EpisodeSampler`."""
+family's batched engine or Gymnasium's vector envs), Ray actors
+(:class:`~metarl.sampling.ray.RaySampler`) or the GPU (:class:`~metarl.sampling.warp.WarpSampler`,
+MuJoCo Warp with the policy beside it). Learners see only :class:`EpisodeSampler`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class EpisodeSampler(Protocol):
-    """What every sampler offers a learner: tasks in, episodes (on the CPU) out."""
+    """What every sampler offers a learner: tasks in, episodes out (on the CPU, or on the
+    learner's device for the warp backend)."""
 
     obs_dim: int
     act_dim: int
@@ -57,7 +59,8 @@ def make_sampler(
     config: Config, num_tasks: int | None = None, episodes: int | None = None, ray: bool = True
 ) -> EpisodeSampler:
     """The config's sampler for ``num_tasks`` tasks (default: the meta-batch) of ``episodes``
-    episodes each: on Ray for ``sampler.backend: ray`` (unless ``ray=False``), else local."""
+    episodes each: on MuJoCo Warp for ``sampler.backend: warp`` (and for ``auto`` on a GPU with
+    the ``gpu`` extra), on Ray for ``ray`` (unless ``ray=False``), else local."""
     from metarl.sampling.local import Sampler
 
     args = (
@@ -72,7 +75,24 @@ def make_sampler(
         "rescale_actions": config.policy.rescale_actions,
         "groups": config.sampler.groups,
     }
-    if config.sampler.backend == "ray" and ray:
+    backend = config.sampler.backend
+    if backend in ("warp", "auto"):
+        from metarl.device import resolve_device
+        from metarl.sampling.warp import WarpSampler, warp_usable
+
+        device = resolve_device(config.device)
+        if backend == "warp" or warp_usable(config.env, device):
+            sampler = WarpSampler(
+                *args,
+                device=device,
+                env_kwargs=config.env_kwargs,
+                rescale_actions=kwargs["rescale_actions"],
+                nconmax=config.sampler.nconmax or None,
+                njmax=config.sampler.njmax or None,
+            )
+            sampler.chosen_by = "asked for" if backend == "warp" else "auto: a GPU and MuJoCo Warp"
+            return sampler
+    if backend == "ray" and ray:
         from metarl.sampling.ray import RaySampler
 
         return RaySampler(
