@@ -417,7 +417,32 @@ class EnvActions:
         return self.offset + self.scale * np.asarray(actions, dtype=np.float64)
 
 
-class Sampler:
+class TaskSlots:
+    """Tasks in a vector env of ``num_tasks × episodes_per_task`` sub-envs: sub-env
+    ``i * episodes_per_task + j`` runs episode ``j`` of task ``i``."""
+
+    env: Any
+    num_tasks: int
+    episodes_per_task: int
+    _tasks: list[Any] | None
+    #: What draws tasks: the vector env's task API.
+    _task_source: Any
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` tasks from the family's distribution."""
+        return self._task_source.sample_tasks(n, rng)
+
+    def set_tasks(self, tasks: list[Any]) -> None:
+        """Give every episode slot of task ``i`` the task ``tasks[i]``."""
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler expects {self.num_tasks} tasks, got {len(tasks)}")
+        if self._tasks is not None and self._tasks == list(tasks):
+            return
+        set_tasks(self.env, [t for t in tasks for _ in range(self.episodes_per_task)])
+        self._tasks = list(tasks)
+
+
+class Sampler(TaskSlots):
     """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call."""
 
     def __init__(
@@ -532,19 +557,6 @@ class Sampler:
                 env.close()
             raise
         return TaskGroupsVectorEnv(envs, bounds)
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
-        """Draw ``n`` tasks from the family's distribution."""
-        return self._task_source.sample_tasks(n, rng)
-
-    def set_tasks(self, tasks: list[Any]) -> None:
-        """Give every episode slot of task ``i`` the task ``tasks[i]``."""
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"sampler expects {self.num_tasks} tasks, got {len(tasks)}")
-        if self._tasks is not None and self._tasks == list(tasks):
-            return
-        set_tasks(self.env, [t for t in tasks for _ in range(self.episodes_per_task)])
-        self._tasks = list(tasks)
 
     def sample(
         self,

@@ -22,7 +22,7 @@ from torch import Tensor
 from metarl.episodes import Episodes
 from metarl.errors import SamplerError
 from metarl.policies import MLPPolicy, Params
-from metarl.sampling.local import EnvActions, check_spaces, draw_randomness
+from metarl.sampling.local import EnvActions, TaskSlots, check_spaces, draw_randomness
 from metarl.tasks import resolve_env_id
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def warp_usable(env_id: str, device: torch.device) -> bool:
     return device.type == "cuda" and warp_family(env_id) is not None and warp_available()
 
 
-class WarpSampler:
+class WarpSampler(TaskSlots):
     """Collects ``episodes_per_task`` episodes for each of ``num_tasks`` tasks per call on the
     family's MuJoCo Warp twin, on ``device`` (the learner's: a GPU, or the CPU for tests)."""
 
@@ -100,20 +100,8 @@ class WarpSampler:
         self._scale = torch.as_tensor(self.env_actions.scale, dtype=torch.float32, device=self.device)
         self._offset = torch.as_tensor(self.env_actions.offset, dtype=torch.float32, device=self.device)
         self._tasks: list[Any] | None = None
+        self._task_source = self.env
         log.info("sampler backend for %s: warp (%s on %s)", env_id, type(self.env).__name__, self.device)
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
-        """Draw ``n`` tasks from the family's distribution."""
-        return self.env.sample_tasks(n, rng)
-
-    def set_tasks(self, tasks: list[Any]) -> None:
-        """Give every episode slot of task ``i`` the task ``tasks[i]``."""
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"sampler expects {self.num_tasks} tasks, got {len(tasks)}")
-        if self._tasks is not None and self._tasks == list(tasks):
-            return
-        self.env.set_tasks([t for t in tasks for _ in range(self.episodes_per_task)])
-        self._tasks = list(tasks)
 
     def sample(
         self,
