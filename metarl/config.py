@@ -36,6 +36,9 @@ class PolicyConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     activation: str = "relu"
     init_log_std: float = 0.0
+    # The Gaussian mean head's initial weights are PyTorch's times this, its bias 0: the initial
+    # policy centred on the zero action whatever the seed (1.0 with the bias kept: PyTorch's init).
+    init_output_scale: float = 0.01
     # Map policy actions from [-1, 1] onto a bounded Box action space (as rllab's `normalize`).
     rescale_actions: bool = True
 
@@ -203,6 +206,7 @@ RL_KEYS = (
     "policy.hidden_sizes",
     "policy.activation",
     "policy.init_log_std",
+    "policy.init_output_scale",
     "policy.rescale_actions",
     "inner.lr",
     "inner.steps",
@@ -284,6 +288,10 @@ KEY_DOCS = {
     "policy.hidden_sizes": "hidden layer widths of the MLP",
     "policy.activation": "relu or tanh",
     "policy.init_log_std": "initial log standard deviation of Gaussian actions",
+    "policy.init_output_scale": (
+        "scale of the Gaussian mean head's initial weights (bias 0): near-zero initial mean actions; "
+        "1.0 = PyTorch's default init"
+    ),
     "policy.rescale_actions": "map actions in [-1, 1] onto a bounded Box action space",
     "inner.lr": "the inner (adaptation) step size alpha",
     "inner.steps": "inner gradient steps per task",
@@ -342,6 +350,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
         lambda v: LOG_STD_RANGE[0] <= v <= LOG_STD_RANGE[1],
         f"a number in [{LOG_STD_RANGE[0]:g}, {LOG_STD_RANGE[1]:g}], the log of the initial action std",
     ),
+    "policy.init_output_scale": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "policy.activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
     "inner.lr": (lambda v: v > 0, "a number > 0"),
     "inner.steps": (lambda v: v >= 1, "an integer >= 1"),

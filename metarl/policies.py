@@ -105,9 +105,18 @@ class GaussianMLPPolicy(MLPPolicy):
         hidden_sizes: tuple[int, ...] | list[int] = (100, 100),
         activation: str = "relu",
         init_log_std: float = 0.0,
+        init_output_scale: float = 1.0,
     ) -> None:
+        """``init_output_scale`` < 1 scales the mean head's initial weights and zeroes its bias
+        (as Andrychowicz et al. 2021 advise for on-policy RL): the initial policy's mean action is
+        then near zero in every state, whatever the seed. It draws no random numbers, so the
+        other layers are initialised as with 1.0 (PyTorch's default, bias included)."""
         super().__init__()
         self.mean = mlp(obs_dim, act_dim, hidden_sizes, activation)
+        if init_output_scale != 1.0:
+            with torch.no_grad():
+                self.mean[-1].weight.mul_(init_output_scale)
+                self.mean[-1].bias.zero_()
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.action_shape = (act_dim,)
@@ -191,11 +200,12 @@ def make_policy(
     hidden_sizes: tuple[int, ...] | list[int] = (100, 100),
     activation: str = "relu",
     init_log_std: float = 0.0,
+    init_output_scale: float = 1.0,
 ) -> MLPPolicy:
     """A categorical policy over ``act_dim`` actions if ``discrete``, else a Gaussian one."""
     if discrete:
         return CategoricalMLPPolicy(obs_dim, act_dim, hidden_sizes, activation)
-    return GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, activation, init_log_std)
+    return GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes, activation, init_log_std, init_output_scale)
 
 
 def policy_from_state(

@@ -199,7 +199,9 @@ def make_baseline(
     p = config.policy
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        policy = make_policy(obs_dim, act_dim, discrete, p.hidden_sizes, p.activation, p.init_log_std)
+        policy = make_policy(
+            obs_dim, act_dim, discrete, p.hidden_sizes, p.activation, p.init_log_std, p.init_output_scale
+        )
     state: dict[str, Any] = {"iteration": 0, "config": config.to_dict(), "method": kind}
     with run:
         try:

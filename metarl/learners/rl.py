@@ -91,6 +91,7 @@ class RLLearner(Learner):
                     p.hidden_sizes,
                     p.activation,
                     p.init_log_std,
+                    p.init_output_scale,
                 )
             )
         elif eager:
