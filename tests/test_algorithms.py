@@ -119,3 +119,36 @@ def test_unknown_outer_optimizer_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "outer.optimizer" in err and "'sgd'" in err and "trpo, adam" in err
+
+
+def test_initial_mean_actions_are_near_zero_whatever_the_seed():
+    # The mean head starts scaled by policy.init_output_scale (bias 0): with PyTorch's init some
+    # seeds start with a policy that drifts (navigation seed 11), which MAML amplified.
+    import torch
+
+    from metarl.policies import make_policy
+
+    obs = torch.randn(256, 2) * 0.5
+    for seed in range(16):
+        torch.manual_seed(seed)
+        default = make_policy(2, 2, False, (100, 100), "relu", 0.0, 1.0)
+        torch.manual_seed(seed)
+        scaled = make_policy(2, 2, False, (100, 100), "relu", 0.0, 0.01)
+        mean_default = default.dist(default.params(), obs)[0]
+        mean_scaled = scaled.dist(scaled.params(), obs)[0]
+        assert mean_scaled.abs().max() < 0.01  # PyTorch's init gives up to 0.22 on these states
+        torch.testing.assert_close(mean_scaled, 0.01 * (mean_default - default.mean[-1].bias))
+        # Only the head changes: the hidden layers are the same draws.
+        torch.testing.assert_close(scaled.mean[0].weight, default.mean[0].weight, rtol=0, atol=0)
+        torch.testing.assert_close(scaled.mean[-1].weight, 0.01 * default.mean[-1].weight)
+        assert not scaled.mean[-1].bias.any()
+
+
+def test_init_output_scale_is_validated():
+    import pytest
+
+    import metarl
+    from metarl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="init_output_scale"):
+        metarl.MAMLTRPO("metarl/Navigation2D-v0", init_output_scale=2.0)
