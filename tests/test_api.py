@@ -83,8 +83,10 @@ def test_every_supervised_learner_learns_saves_loads_adapts_and_evaluates(tmp_pa
 
 def test_imaml_logs_how_well_its_inner_problem_was_solved():
     few = metarl.IMAML("supervised/Sinusoid", **SIN, inner_steps=1).learn(1).metrics["imaml/inner_residual"]
-    many = metarl.IMAML("supervised/Sinusoid", **SIN, inner_steps=50).learn(1).metrics["imaml/inner_residual"]
-    assert many < few
+    many = metarl.IMAML("supervised/Sinusoid", **SIN, inner_steps=50).learn(1).metrics
+    assert many["imaml/inner_residual"] < few
+    # The start (φ = θ, the same tasks as the 50-step run) is the norm the steps reduce.
+    assert many["imaml/inner_residual"] < many["imaml/inner_residual_start"]
 
 
 def test_a_few_shot_classification_family_object_trains_with_the_cross_entropy_loss():

@@ -340,8 +340,9 @@ class IMAML(SupervisedLearner):
     """iMAML (Rajeswaran et al. 2019): the inner loop solves the proximal problem
     min_φ L_support(φ) + λ/2 ‖φ − θ‖² approximately (``inner_steps`` steps); the implicit
     meta-gradient solves (I + H/λ) g = ∇L_query(φ) by conjugate gradient. The logged
-    ``imaml/inner_residual`` (the proximal objective's gradient norm at φ) says how well the
-    inner problem was solved: the implicit gradient is exact only where it is near 0."""
+    ``imaml/inner_residual`` (the proximal objective's gradient norm at φ, beside
+    ``imaml/inner_residual_start``, the same at θ) says how well the inner problem was solved:
+    the implicit gradient is exact only where it is near 0."""
 
     algorithm = "imaml"
     hyperparameters = ("inner.steps", "outer.lr", "supervised.imaml_lambda", "supervised.cg_iters")
@@ -358,18 +359,22 @@ class IMAML(SupervisedLearner):
         phi = {k: v.detach() for k, v in phi.items()}
         n = batch.support_x.shape[0]
         grads = [torch.zeros_like(p) for p in params]
-        post, residual = 0.0, 0.0
+        post, residual, start = 0.0, 0.0, 0.0
         for i in range(n):
             phi_i = {k: phi[k][i] for k in theta}
             g_i, loss_i = imaml_task_gradient(
                 self.policy, phi_i, batch, i, lam, c.supervised.cg_iters, self.loss
             )
             residual += proximal_residual(self.policy, phi_i, anchor, batch, i, lam, self.loss) / n
+            start += proximal_residual(self.policy, anchor, anchor, batch, i, lam, self.loss) / n
             post += loss_i / n
             for k, g in enumerate(g_i):
                 grads[k] += g / n
         metrics = self._apply(params, grads, post)
         metrics["imaml/inner_residual"] = residual
+        # The same norm at φ = θ, where the inner loop starts: the ratio says how much of the
+        # proximal problem the inner steps solved.
+        metrics["imaml/inner_residual_start"] = start
         return metrics
 
 
