@@ -215,7 +215,9 @@ class TaskVectorEnv(VectorEnv):
         seeds = self.per_env_seeds(seed)
         ids = np.arange(self.num_envs)
         if options and "reset_mask" in options:
-            ids = np.flatnonzero(np.asarray(options["reset_mask"], dtype=bool))
+            mask = options["reset_mask"]
+            mask = mask.cpu() if hasattr(mask, "cpu") else mask  # a torch tensor on a GPU
+            ids = np.flatnonzero(np.asarray(mask, dtype=bool))
         for i in ids:
             if seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])

@@ -33,7 +33,13 @@ INSTALL_HINT = "pip install 'metarl[gpu]' (warp-lang and mujoco-warp)"
 
 #: MjModel fields that ``set_const`` derives from the randomized physics parameters: batched per
 #: world alongside them, or every world would share world 0's.
-DERIVED_FIELDS = ("body_subtreemass", "dof_invweight0", "body_invweight0", "actuator_acc0")
+DERIVED_FIELDS = (
+    "body_subtreemass",
+    "dof_invweight0",
+    "body_invweight0",
+    "tendon_invweight0",
+    "actuator_acc0",
+)
 
 
 class WarpUnavailableError(ImportError):
@@ -108,6 +114,10 @@ class WarpVectorEnv(MujocoTwin):
         batched = {f: num_envs for f in self._batched_model_fields()}
         with wp.ScopedDevice(self.wp_device):
             self.model = mjw.put_model(ref.model, batch_sizes=batched)
+            # Reproducible runs on a GPU (contact order, constraint rows, atomic sums), and no
+            # per-world prints from the kernels: overflows are reported by check_buffers.
+            self.model.opt.deterministic = mjw.DeterminismType.ALL
+            self.model.opt.warn_overflow = 0
             self.data = mjw.make_data(ref.model, nworld=num_envs, nconmax=self.nconmax, njmax=self.njmax)
         wp.synchronize_device(self.wp_device)  # its copies ran on Warp's stream; torch's come next
         self.qpos = wp.to_torch(self.data.qpos)
@@ -247,12 +257,23 @@ class WarpVectorEnv(MujocoTwin):
             self._reset_ids(restart.nonzero().flatten().cpu().numpy())  # their step is discarded
         return self._reward(actions, before), self._terminated()
 
-    def check_buffers(self) -> None:
-        """Raise, naming the sizes, when a step overflowed the contact or constraint buffers."""
-        overflow = self._torch(self.data.overflow) if hasattr(self.data, "overflow") else None
-        if overflow is None or not bool(overflow.any()):
+    def buffer_overflows(self) -> Any:
+        """Per world, whether its last step overflowed a contact or constraint buffer (a bool
+        tensor; a world's flag is cleared when it is reset). Solver iteration limits, which
+        MuJoCo Warp flags in the same bitmask, are not overflows."""
+        import torch
+
+        kinds = self._mjw.OverflowType
+        buffers = kinds.NEFC | kinds.NJMAX_NNZ | kinds.BROADPHASE | kinds.NARROWPHASE | kinds.CCD
+        return (self._torch(self.data.overflow) & int(buffers)) != torch.zeros((), dtype=torch.int32)
+
+    def check_buffers(self, overflowed: Any = None) -> None:
+        """Raise, naming the sizes, when a step overflowed the contact or constraint buffers
+        (``overflowed``: per-world flags gathered over several steps; default: the last step)."""
+        overflowed = self.buffer_overflows() if overflowed is None else overflowed
+        if not bool(overflowed.any()):
             return
-        worlds = overflow.nonzero().flatten().tolist()
+        worlds = overflowed.nonzero().flatten().tolist()
         raise RuntimeError(
             f"MuJoCo Warp's contact or constraint buffers overflowed in {len(worlds)} world(s) "
             f"(nconmax={self.data.naconmax // self.num_envs} contacts, njmax={self.data.njmax} rows "

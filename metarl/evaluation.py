@@ -154,7 +154,8 @@ def adapt_and_evaluate(
         num_tasks,
         episodes_per_task,
         config.horizon,
-        backend="auto" if config.sampler.backend == "ray" else config.sampler.backend,
+        # Held-out tasks run in this process on the C engine, the single env's exact twin.
+        backend="auto" if config.sampler.backend in ("ray", "warp") else config.sampler.backend,
         env_kwargs=config.env_kwargs,
         num_threads=config.sampler.num_threads,
         rescale_actions=config.policy.rescale_actions,

@@ -319,3 +319,38 @@ def test_overflowed_contact_buffers_stop_sampling_in_one_line():
         sampler.sample(policy, policy.params(), np.random.default_rng(0), torch.Generator().manual_seed(0))
     assert "\n" not in str(info.value)
     sampler.close()
+
+
+def test_resetting_some_worlds_leaves_the_others_derived_fields_alone():
+    # forward() recomputes every world after a partial reset: the worlds not reset must keep the
+    # xpos and cfrc_ext their last step left (as mj_step leaves them in a single MjData).
+    warp_env, c_env = pair("metarl/AntVel-v0", tasks_for("metarl/AntVel-v0", 3))
+    warp_env.reset(seed=[1, 2, 3])
+    c_env.reset(seed=[1, 2, 3])
+    for _ in range(4):
+        warp_env.step(np.full((3, 8), 0.5))
+    kept = {f: getattr(warp_env, f)[1:].clone() for f in ("xpos", "cfrc_ext", "qpos", "qvel")}
+    obs, _ = warp_env.reset(seed=[9, None, None], options={"reset_mask": torch.tensor([True, False, False])})
+    for f, before in kept.items():
+        torch.testing.assert_close(getattr(warp_env, f)[1:], before, rtol=0, atol=0, msg=f)
+    c_obs, _ = c_env.reset(seed=[9, None, None], options={"reset_mask": np.array([True, False, False])})
+    np.testing.assert_allclose(obs[0].numpy(), c_obs[0], atol=1e-5)  # world 0: a fresh reset
+    warp_env.close()
+    c_env.close()
+
+
+def test_evaluate_runs_a_warp_config_on_the_c_engine(tmp_path):
+    import metarl
+
+    learner = metarl.MAMLTRPO(
+        CHEETAH,
+        meta_batch_size=2,
+        episodes_per_task=1,
+        horizon=5,
+        hidden_sizes=(8,),
+        sampler="warp",
+        device="cpu",
+    )
+    result = metarl.evaluate(learner, num_tasks=2, steps=1, seed=0)
+    assert len(result["mean_return"]) == 2
+    learner.close()

@@ -6,7 +6,9 @@ The randomness is the CPU samplers': every sub-env is reset from its own seed dr
 (the same per-sub-env generators, so the same initial states up to float32) and the action noise
 is drawn up front from ``generator``. The same seed on the same device gives the same episodes.
 MuJoCo Warp computes in float32 and solves contacts in its own contact frames, so the episodes are
-close to the C engine's, not identical to them; the tests say how close.
+close to the C engine's, not identical to them; the tests say how close. (The model runs with
+MuJoCo Warp's deterministic contact order and reductions, which is what makes a GPU's episodes
+repeat.)
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class WarpSampler(TaskSlots):
         mask_buf = torch.zeros(T, N, E, device=dev)
         obs = self.env.reset(seed=[int(s) for s in seeds])[0]
         alive = torch.ones(N * E, dtype=torch.bool, device=dev)
+        overflowed = torch.zeros(N * E, dtype=torch.bool, device=dev)  # in a step that counts
         steps = 0
         with torch.no_grad():
             for t in range(T):
@@ -141,6 +144,7 @@ class WarpSampler(TaskSlots):
                 obs, reward, terminated, truncated, _ = self.env.step(
                     (self._offset + self._scale * actions).view(N * E, -1)
                 )
+                overflowed |= self.env.buffer_overflows() & alive
                 a = alive.view(N, E).to(torch.float32)
                 obs_buf[t] = o * a.unsqueeze(-1)
                 act_buf[t] = actions * a.unsqueeze(-1)
@@ -150,13 +154,13 @@ class WarpSampler(TaskSlots):
                 steps = t + 1
                 if not bool(alive.any()):
                     break
-        self._check(rew_buf[:steps], obs_buf[:steps])
+        self._check(rew_buf[:steps], obs_buf[:steps], overflowed)
         return Episodes(obs_buf[:steps], act_buf[:steps], rew_buf[:steps], mask_buf[:steps])
 
-    def _check(self, rewards: Tensor, obs: Tensor) -> None:
+    def _check(self, rewards: Tensor, obs: Tensor, overflowed: Tensor) -> None:
         """One line naming the tasks whose simulations diverged, or the overflowed buffers."""
         try:
-            self.env.check_buffers()
+            self.env.check_buffers(overflowed)
         except RuntimeError as exc:
             raise SamplerError(f"{self.env_id}: {exc}; raise sampler.nconmax and sampler.njmax") from None
         bad = ~(torch.isfinite(rewards).all(0) & torch.isfinite(obs).all(-1).all(0))  # [N, E]
