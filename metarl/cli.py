@@ -321,9 +321,13 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from metarl.plotting import compare_table, load_results
+    from metarl.plotting import compare_table, load_results, seed_table
 
-    print(compare_table(load_results(args.results)))
+    results = load_results(args.results)
+    print(compare_table(results))
+    if args.seeds:
+        print()
+        print(seed_table(results))
     return 0
 
 
@@ -449,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="table of methods x adaptation steps", parents=[common])
     cmp.add_argument("results", nargs="+", metavar="JSON", help="evaluate --json files")
+    cmp.add_argument(
+        "--seeds",
+        action="store_true",
+        help="also pool each method's results as training seeds: mean ± s.e. across seeds",
+    )
     cmp.set_defaults(func=_compare)
 
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput, iteration time", parents=[common])

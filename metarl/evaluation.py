@@ -190,6 +190,7 @@ def adapt_and_evaluate(
         "per_task_returns": per_step.T.tolist(),
         "tasks": [repr(t) for t in tasks],
         "seed": seed,
+        "train_seed": config.seed,  # the training run's seed (compare --seeds pools these)
         "episodes_per_task": episodes_per_task,
         "lr": lr,
         "later_lr": later_lr,

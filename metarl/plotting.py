@@ -274,3 +274,52 @@ __all__ = [
     "result_labels",
     "training_curves",
 ]
+
+
+def seed_table(results: list[dict[str, Any]]) -> str:
+    """Plain-text table of each method over its training seeds: per step, the mean over seeds
+    of the normalized score (or of the return, without random and oracle results) ± its
+    standard error across seeds, and how many seeds there are. The random and oracle results
+    are the references, not rows. Results of one method are its seeds: each is one training run
+    (``train_seed`` in the evaluate JSON), all scored on the same held-out tasks."""
+    import math
+    from collections import defaultdict
+
+    labels = result_labels(results)
+    scores, note = _scores(results, labels)
+    values = scores if scores is not None else [r["mean_return"] for r in results]
+    what = "normalized score" if scores is not None else results[0].get("metric", "return")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(results):
+        if scores is None or r["method"] not in ("random", "oracle"):
+            groups[r["method"]].append(i)
+    tasks = {tuple(r.get("tasks", [])) for r in results}
+    if len(tasks) > 1:
+        raise MetarlError("compare --seeds: the results were evaluated on different held-out tasks")
+    steps = max(len(r["steps"]) for r in results)
+    header = ["method", "seeds"] + [f"step {k}" for k in range(steps)]
+    rows = []
+    for method, members in groups.items():
+        seeds = [results[i].get("train_seed") for i in members]
+        if None not in seeds and len(set(seeds)) != len(seeds):
+            raise MetarlError(f"compare --seeds: {method} has two results from training seed {seeds[0]}")
+        row = [method, str(len(members))]
+        for k in range(steps):
+            column = [values[i][k] for i in members if k < len(values[i])]
+            if not column:
+                row.append("")
+                continue
+            mean = sum(column) / len(column)
+            if len(column) > 1:
+                sd = math.sqrt(sum((v - mean) ** 2 for v in column) / (len(column) - 1))
+                row.append(f"{mean:.2f} ± {sd / math.sqrt(len(column)):.2f}")
+            else:
+                row.append(f"{mean:.2f}")
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = [f"{what}, mean over training seeds ± standard error across seeds"]
+    lines.append("  ".join(f"{x:<{w}}" for x, w in zip(header, widths, strict=True)).rstrip())
+    lines += ["  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    if note:
+        lines.append(note)
+    return "\n".join(lines)

@@ -150,3 +150,41 @@ def test_plot_legends_tell_results_sharing_a_method_apart(tmp_path, monkeypatch)
     ]
     plot(paths, tmp_path / "fig.png")
     assert sorted(legends[0]) == ["maml_trpo", "maml_trpo_500it", "oracle"]
+
+
+def _seed_result(tmp_path, name, method, returns, train_seed):
+    path = _result(tmp_path, name, returns)
+    data = json.loads(path.read_text())
+    data.update(method=method, train_seed=train_seed)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_compare_seeds_pools_each_methods_training_seeds(tmp_path, capsys):
+    paths = [
+        _result(tmp_path, "random", [0.0, 1.0]),
+        _result(tmp_path, "oracle", [10.0]),
+        _seed_result(tmp_path, "maml_s0", "maml_trpo", [2.0, 5.0], 0),
+        _seed_result(tmp_path, "maml_s1", "maml_trpo", [4.0, 7.0], 1),
+        _seed_result(tmp_path, "maml_s2", "maml_trpo", [3.0, 6.0], 2),
+        _seed_result(tmp_path, "pretrained", "pretrained", [1.0, 3.0], 0),
+    ]
+    assert main(["compare", "--seeds", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    pooled = out[out.index("mean over training seeds") :].splitlines()
+    maml = next(line for line in pooled if line.startswith("maml_trpo"))
+    # scores after one step: 0.5, 0.7, 0.6 -> mean 0.60, s.e. 0.1 / sqrt(3) = 0.06
+    assert maml.split()[1] == "3" and "0.60 ± 0.06" in maml and "0.30 ± 0.06" in maml
+    pre = next(line for line in pooled if line.startswith("pretrained"))
+    assert pre.split()[1:] == ["1", "0.10", "0.30"]
+    assert not any(line.startswith(("random", "oracle")) for line in pooled)
+
+
+def test_compare_seeds_refuses_two_results_of_one_training_seed(tmp_path, capsys):
+    paths = [
+        _seed_result(tmp_path, "a", "maml_trpo", [2.0, 5.0], 0),
+        _seed_result(tmp_path, "b", "maml_trpo", [4.0, 7.0], 0),
+    ]
+    assert main(["compare", "--seeds", *map(str, paths)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "training seed 0" in err and len(err.splitlines()) == 1
