@@ -9,7 +9,9 @@ Every family follows the task protocol (see :class:`metarl_envs.base.TaskEnv`):
 ``sample_tasks(n, rng)``, ``set_task(task)`` and ``get_task()``. Its module holds the single env,
 the functions that compute its reward (and termination), and its vectorized twin, which calls the
 same functions: a :class:`metarl_envs.base.TaskVectorEnv` (NEXT_STEP autoreset), for the MuJoCo
-families on the batched engine of :mod:`metarl_envs.batched`.
+families on the batched engine of :mod:`metarl_envs.batched`. The MuJoCo families' twin logic also
+runs on MuJoCo Warp (:mod:`metarl_envs.warp`, :data:`WARP_ENTRY_POINTS`), with torch tensors on a
+GPU; that engine needs the ``gpu`` extra and is imported only when used.
 """
 
 from __future__ import annotations
