@@ -123,6 +123,11 @@ class WarpVectorEnv(MujocoTwin):
         self.qpos = wp.to_torch(self.data.qpos)
         self.qvel = wp.to_torch(self.data.qvel)
         self.ctrl = wp.to_torch(self.data.ctrl)
+        self._overflow = wp.to_torch(self.data.overflow)  # per world, MuJoCo Warp's bitmask
+        kinds = mjw.OverflowType
+        self._buffer_bits = int(
+            kinds.NEFC | kinds.NJMAX_NNZ | kinds.BROADPHASE | kinds.NARROWPHASE | kinds.CCD
+        )
         self._low_t = torch.as_tensor(self._low, dtype=torch.float32, device=self.device)
         self._high_t = torch.as_tensor(self._high, dtype=torch.float32, device=self.device)
         self._graph: Any = None  # the CUDA graph of one env step; False where capture failed
@@ -261,11 +266,7 @@ class WarpVectorEnv(MujocoTwin):
         """Per world, whether its last step overflowed a contact or constraint buffer (a bool
         tensor; a world's flag is cleared when it is reset). Solver iteration limits, which
         MuJoCo Warp flags in the same bitmask, are not overflows."""
-        import torch
-
-        kinds = self._mjw.OverflowType
-        buffers = kinds.NEFC | kinds.NJMAX_NNZ | kinds.BROADPHASE | kinds.NARROWPHASE | kinds.CCD
-        return (self._torch(self.data.overflow) & int(buffers)) != torch.zeros((), dtype=torch.int32)
+        return (self._overflow & self._buffer_bits) != 0
 
     def check_buffers(self, overflowed: Any = None) -> None:
         """Raise, naming the sizes, when a step overflowed the contact or constraint buffers
