@@ -215,20 +215,10 @@ def bench_sampler(
     def sampler(key: str, groups: int) -> None:
         """metarl's Sampler itself (per-task policy blocks, episode buffers), one group or
         ``groups`` pipelined: one group's physics runs while the policy acts for the next."""
-        E = 20 if num_envs % 20 == 0 else 1
+        E = _episodes_per_task(num_envs)
         sampler = Sampler(env_id, num_envs // E, E, steps, backend="vector_entry_point", groups=groups)
         try:
-            sampler.set_tasks(sampler.sample_tasks(num_envs // E, np.random.default_rng(seed)))
-            best = 0.0
-            for r in range(rounds + 1):  # the first is a warm-up
-                start = time.perf_counter()
-                episodes = sampler.sample(
-                    policy, policy.params(), np.random.default_rng(r), torch.Generator().manual_seed(r)
-                )
-                simulated = episodes.obs.shape[0] * num_envs  # steps of ended episodes too, as (a)
-                if r:
-                    best = max(best, simulated / (time.perf_counter() - start))
-            results[f"{key}_steps_per_s"] = best
+            results[f"{key}_steps_per_s"] = _sampler_throughput(sampler, policy, rounds, seed)
             results[f"{key}_groups"] = len(getattr(sampler.env, "groups", [sampler.env]))
         finally:
             sampler.close()
@@ -258,6 +248,33 @@ def bench_sampler(
     return results
 
 
+def _episodes_per_task(num_envs: int) -> int:
+    """The benchmarks' split of ``num_envs`` sub-envs: tasks of 20 episodes where it divides."""
+    return 20 if num_envs % 20 == 0 else 1
+
+
+def _sampler_throughput(sampler: Any, policy: GaussianMLPPolicy, rounds: int, seed: int) -> float:
+    """Env-steps/s of a metarl sampler with ``policy`` in the loop, best of ``rounds`` calls after
+    a warm-up (kernels compiled, a CUDA graph captured). Steps of ended episodes count too, as
+    in (a); on a GPU each call ends with the device idle."""
+    sampler.set_tasks(sampler.sample_tasks(sampler.num_tasks, np.random.default_rng(seed)))
+    device = getattr(sampler, "device", torch.device("cpu"))
+    best = 0.0
+    for r in range(rounds + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        episodes = sampler.sample(
+            policy, policy.params(), np.random.default_rng(r), torch.Generator().manual_seed(r)
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if r:
+            simulated = episodes.obs.shape[0] * sampler.num_tasks * sampler.episodes_per_task
+            best = max(best, simulated / (time.perf_counter() - start))
+    return best
+
+
 def _bench_warp(
     results: dict[str, Any], env_id: str, policy: GaussianMLPPolicy, steps: int, rounds: int, device: str
 ) -> None:
@@ -266,27 +283,13 @@ def _bench_warp(
     from metarl.device import describe, resolve_device
     from metarl.sampling.warp import WarpSampler
 
-    where = resolve_device(device)
     n = results["warp_envs"]
-    E = 20 if n % 20 == 0 else 1
-    sampler = WarpSampler(env_id, n // E, E, steps, device=where)
+    E = _episodes_per_task(n)
+    sampler = WarpSampler(env_id, n // E, E, steps, device=resolve_device(device))
     results["warp_device"] = describe(sampler.device)
-    on_device = copy.deepcopy(policy).to(sampler.device)
     try:
-        sampler.set_tasks(sampler.sample_tasks(n // E, np.random.default_rng(0)))
-        best = 0.0
-        for r in range(rounds + 1):  # the first compiles kernels and captures the CUDA graph
-            if sampler.device.type == "cuda":
-                torch.cuda.synchronize(sampler.device)
-            start = time.perf_counter()
-            episodes = sampler.sample(
-                on_device, on_device.params(), np.random.default_rng(r), torch.Generator().manual_seed(r)
-            )
-            if sampler.device.type == "cuda":
-                torch.cuda.synchronize(sampler.device)
-            if r:
-                best = max(best, episodes.obs.shape[0] * n / (time.perf_counter() - start))
-        results["warp_steps_per_s"] = best
+        on_device = copy.deepcopy(policy).to(sampler.device)
+        results["warp_steps_per_s"] = _sampler_throughput(sampler, on_device, rounds, 0)
     finally:
         sampler.close()
 
