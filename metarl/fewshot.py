@@ -194,28 +194,65 @@ def inner_loop(
     steps: int,
     first_order: bool,
     loss: str = "mse",
-    proximal: tuple[Params, float] | None = None,
     per_task: bool = False,
 ) -> Params:
     """``steps`` gradient steps per task from ``params`` on (x, y); returns per-task parameters.
 
-    ``per_task`` says whether ``params`` already has a task dimension. ``proximal=(θ, λ)`` adds
-    iMAML's λ/2 ‖φ − θ‖² to each task's loss.
+    ``per_task`` says whether ``params`` already has a task dimension.
     """
     current = params
     num_tasks = x.shape[0]
     for _ in range(steps):
 
         def losses(p: Params) -> Tensor:
-            value = task_losses(model, p, x, y, loss)
-            if proximal is not None:
-                anchor, lam = proximal
-                value = value + 0.5 * lam * sum(((p[k] - anchor[k]) ** 2).flatten(1).sum(1) for k in p)
-            return value
+            return task_losses(model, p, x, y, loss)
 
         current = gradient_step(current, losses, num_tasks, lr, first_order, per_task)
         per_task = True
     return current
+
+
+def solve_proximal(
+    model: nn.Module,
+    anchor: Params,
+    x: Tensor,
+    y: Tensor,
+    lr: float,
+    steps: int,
+    lam: float,
+    loss: str = "mse",
+) -> tuple[Params, Tensor]:
+    """iMAML's inner problem, min_φ L(φ; x, y) + λ/2 ‖φ − θ‖² per task, by ``steps`` gradient
+    steps from φ = θ (``anchor``). A step that would raise a task's objective is refused and that
+    task's step size halves, so a task whose curvature has outgrown ``lr`` still converges
+    instead of oscillating. Returns the per-task φ (detached) and each task's final step size."""
+    num_tasks = x.shape[0]
+
+    def objective(p: Params) -> tuple[Tensor, Params]:
+        p = {k: v.detach().requires_grad_() for k, v in p.items()}
+        value = task_losses(model, p, x, y, loss)
+        value = value + 0.5 * lam * sum(((p[k] - anchor[k]) ** 2).flatten(1).sum(1) for k in p)
+        grads = torch.autograd.grad(value.sum(), list(p.values()))
+        return value.detach(), dict(zip(p, grads, strict=True))
+
+    phi = {k: v.detach().unsqueeze(0).expand(num_tasks, *v.shape).clone() for k, v in anchor.items()}
+    rate = torch.full((num_tasks,), float(lr), dtype=next(iter(anchor.values())).dtype, device=x.device)
+    value, grad = objective(phi)
+    for _ in range(steps):
+
+        def per_task(t: Tensor, like: Tensor) -> Tensor:
+            return t.view(-1, *([1] * (like.dim() - 1)))
+
+        trial = {k: phi[k] - per_task(rate, phi[k]) * grad[k] for k in phi}
+        trial_value, trial_grad = objective(trial)
+        # Rounding lets a converged task's objective tick up; that is not a step too long.
+        slack = 8 * torch.finfo(value.dtype).eps * (1 + value.abs())
+        better = torch.isfinite(trial_value) & (trial_value <= value + slack)
+        phi = {k: torch.where(per_task(better, phi[k]), trial[k], phi[k]) for k in phi}
+        grad = {k: torch.where(per_task(better, grad[k]), trial_grad[k], grad[k]) for k in grad}
+        value = torch.where(better, trial_value, value)
+        rate = torch.where(better, rate, rate / 2)
+    return phi, rate
 
 
 def shared(params: Params, num_tasks: int) -> Params:

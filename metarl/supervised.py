@@ -15,6 +15,7 @@ from metarl.fewshot import (
     SinusoidTask,
     SinusoidTasks,
     inner_loop,
+    solve_proximal,
     task_losses,
 )
 from metarl.learners.supervised import (
@@ -45,5 +46,6 @@ __all__ = [
     "SupervisedLearner",
     "imaml_task_gradient",
     "inner_loop",
+    "solve_proximal",
     "task_losses",
 ]

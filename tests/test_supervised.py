@@ -9,7 +9,15 @@ import torch
 import yaml
 
 from metarl.cli import main
-from metarl.supervised import FewShotBatch, NWayKShot, Regressor, SinusoidTasks, imaml_task_gradient
+from metarl.supervised import (
+    FewShotBatch,
+    NWayKShot,
+    Regressor,
+    SinusoidTasks,
+    imaml_task_gradient,
+    inner_loop,
+    solve_proximal,
+)
 
 
 def test_sinusoid_tasks_follow_the_paper_distribution():
@@ -68,6 +76,33 @@ def test_imaml_implicit_gradient_matches_the_closed_form_on_a_quadratic_inner_pr
     grads, _ = imaml_task_gradient(model, params, batch, 0, lam, cg_iters=10)
     implicit = torch.cat([grads[0].flatten(), grads[1]])
     torch.testing.assert_close(implicit, exact, atol=1e-9, rtol=1e-7)
+
+
+def test_the_proximal_inner_solve_converges_where_a_fixed_step_size_would_diverge():
+    torch.manual_seed(0)
+    model = Regressor(3, 1, hidden_sizes=[]).double()  # linear: each task's problem is quadratic
+    lam, k = 5.0, 8
+    x = torch.randn(2, k, 3, dtype=torch.float64)
+    x[1] *= 6.0  # task 1's curvature is about 36 times task 0's
+    y = torch.randn(2, k, 1, dtype=torch.float64)
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    lr = 0.05  # stable for task 0, far above 2 / (largest eigenvalue) for task 1
+    phi, rate = solve_proximal(model, theta, x, y, lr, 300, lam)
+
+    flat_theta = torch.cat([theta["net.0.weight"].flatten(), theta["net.0.bias"]])
+    for i in range(2):
+        X = torch.cat([x[i], torch.ones(k, 1, dtype=torch.float64)], 1)
+        H = 2 * X.T @ X / k
+        exact = torch.linalg.solve(
+            H + lam * torch.eye(4, dtype=torch.float64), lam * flat_theta + 2 * X.T @ y[i, :, 0] / k
+        )
+        found = torch.cat([phi["net.0.weight"][i].flatten(), phi["net.0.bias"][i]])
+        torch.testing.assert_close(found, exact, atol=1e-8, rtol=1e-8)
+        assert (2 / torch.linalg.eigvalsh(H + lam * torch.eye(4, dtype=torch.float64)).max() < lr) == (i == 1)
+    assert rate[0] == lr and rate[1] < lr  # only the stiff task's step size backed off
+    # Plain gradient steps at the same size blow up on task 1.
+    plain = inner_loop(model, theta, x, y, lr, 50, True)
+    assert not torch.isfinite(plain["net.0.weight"][1]).all() or plain["net.0.weight"][1].abs().max() > 1e6
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "imaml", "pretrained"])

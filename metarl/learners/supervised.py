@@ -39,6 +39,7 @@ from metarl.fewshot import (
     inner_loop,
     shared,
     single_loss,
+    solve_proximal,
     task_losses,
 )
 from metarl.learners.base import ADAPT_STREAM, EVAL_STREAM, VALID_STREAM, Learner, document
@@ -338,7 +339,8 @@ class Reptile(SupervisedLearner):
 @document
 class IMAML(SupervisedLearner):
     """iMAML (Rajeswaran et al. 2019): the inner loop solves the proximal problem
-    min_φ L_support(φ) + λ/2 ‖φ − θ‖² approximately (``inner_steps`` steps); the implicit
+    min_φ L_support(φ) + λ/2 ‖φ − θ‖² approximately (``inner_steps`` steps, each task's step
+    size halving where a step would raise its objective; see :func:`solve_proximal`); the implicit
     meta-gradient solves (I + H/λ) g = ∇L_query(φ) by conjugate gradient. The logged
     ``imaml/inner_residual`` (the proximal objective's gradient norm at φ, beside
     ``imaml/inner_residual_start``, the same at θ) says how well the inner problem was solved:
@@ -353,10 +355,9 @@ class IMAML(SupervisedLearner):
         theta = self.policy.params()
         params = list(theta.values())
         anchor = {k: v.detach() for k, v in theta.items()}
-        phi = self.inner_loop(
-            theta, batch.support_x, batch.support_y, c.inner.steps, True, proximal=(anchor, lam)
+        phi, rate = solve_proximal(
+            self.policy, anchor, batch.support_x, batch.support_y, c.inner.lr, c.inner.steps, lam, self.loss
         )
-        phi = {k: v.detach() for k, v in phi.items()}
         n = batch.support_x.shape[0]
         grads = [torch.zeros_like(p) for p in params]
         post, residual, start = 0.0, 0.0, 0.0
@@ -375,6 +376,8 @@ class IMAML(SupervisedLearner):
         # The same norm at φ = θ, where the inner loop starts: the ratio says how much of the
         # proximal problem the inner steps solved.
         metrics["imaml/inner_residual_start"] = start
+        # Below inner.lr where a task's curvature made a full step raise its objective.
+        metrics["imaml/inner_lr_min"] = float(rate.min())
         return metrics
 
 
