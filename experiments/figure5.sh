@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Reproduce one task of the MAML paper's Figure 5 (Finn et al. 2017): meta-train MAML-TRPO (and
-# any other learners named in LEARNERS), build the random, pretrained and oracle baselines, evaluate
-# everything on the same 40 held-out tasks after 0-3 adaptation steps, and write the JSONs, the
-# comparison table, the figure and the best MAML checkpoint to experiments/results/<task>/.
+# any other learners named in LEARNERS) from every training seed in SEEDS, build the random,
+# pretrained and oracle baselines, evaluate everything on the same 40 held-out tasks after 0-3
+# adaptation steps, and write the JSONs, the comparison tables (per run, and each method's mean
+# ± standard error across seeds), the figure and the first seed's best checkpoints to
+# experiments/results/<task>/.
 #
-#   bash experiments/figure5.sh halfcheetah_vel                 # the paper's 500 iterations
+#   bash experiments/figure5.sh halfcheetah_vel                 # the paper's 500 iterations, seeds 0 1 2
+#   SEEDS="0 1 2 3 4" LEARNERS="maml_trpo fomaml promp" bash experiments/figure5.sh navigation_2d
 #   ITERATIONS=200 PPO_STEPS=1000000 bash experiments/figure5.sh halfcheetah_dir
-#   LEARNERS="maml_trpo fomaml promp" bash experiments/figure5.sh navigation_2d
 #
 # Every stage is skipped when its output exists, and a stopped meta-training run is continued
 # with --resume, so the script can be interrupted and run again. RUNS and RESULTS move the run
@@ -20,26 +22,31 @@ config=experiments/$task.yaml
 iterations=${ITERATIONS:-500}
 ppo_steps=${PPO_STEPS:-1000000}
 learners=${LEARNERS:-maml_trpo}
+read -r -a seeds <<<"${SEEDS:-0 1 2}"
 runs=${RUNS:-runs}/$task
 results=${RESULTS:-experiments/results/$task}
 read -r -a extra <<<"${EXTRA:-}"
 mkdir -p "$runs" "$results"
 
 for learner in $learners; do
-    run=$runs/$learner
     # Each learner takes only its own keys: maml_trpo uses TASK.yaml, the others TASK_LEARNER.yaml.
     learner_config=$config
     [[ $learner == maml_trpo ]] || learner_config=experiments/${task}_$learner.yaml
     [[ -f $learner_config ]] || { echo "no config $learner_config for $learner" >&2; exit 2; }
-    if [[ -f $run/checkpoint.pt ]]; then
-        metarl train --resume "$run" --no-progress
-    else
-        metarl train "$learner_config" --out "$run" --set "iterations=$iterations" \
-            "${extra[@]}" --no-progress
-    fi
-    metarl evaluate "$run" --checkpoint best --tasks 40 --steps 3 --json "$results/$learner.json"
+    for seed in "${seeds[@]}"; do
+        run=$runs/${learner}_seed$seed
+        if [[ -f $run/checkpoint.pt ]]; then
+            metarl train --resume "$run" --no-progress
+        else
+            metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
+                "${extra[@]}" --no-progress
+        fi
+        metarl evaluate "$run" --checkpoint best --tasks 40 --steps 3 --json "$results/${learner}_seed$seed.json"
+    done
+    # The first seed's θ, so that anyone can re-score it without retraining.
+    name=${learner/maml_trpo/maml}
+    cp "$runs/${learner}_seed${seeds[0]}/best.pt" "$results/$name.pt"
 done
-if [[ -f $runs/maml_trpo/best.pt ]]; then cp "$runs/maml_trpo/best.pt" "$results/maml.pt"; fi
 
 for kind in random pretrained oracle; do
     run=$runs/$kind
@@ -47,5 +54,5 @@ for kind in random pretrained oracle; do
     metarl evaluate "$run" --tasks 40 --steps 3 --json "$results/$kind.json"
 done
 
-metarl compare "$results"/*.json | tee "$results/compare.txt"
-metarl plot "$results"/*.json --out "$results/$task.png"
+metarl compare --seeds "$results"/*.json | tee "$results/compare.txt"
+metarl plot --seeds "$results"/*.json --out "$results/$task.png"

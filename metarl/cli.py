@@ -315,7 +315,7 @@ def _plot(args: argparse.Namespace) -> int:
     first = ["png", "pdf", "svg"]  # shown first in the message
     formats = tuple(first + sorted(set(FigureCanvasAgg.get_supported_filetypes()) - set(first)))
     _output_file("--out", args.out, "plot.png", suffixes=formats)
-    out = plot(args.inputs, args.out, title=args.title)
+    out = plot(args.inputs, args.out, title=args.title, seeds=args.seeds)
     print(f"wrote {out}")
     return 0
 
@@ -449,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--out", required=True, help="the PNG to write")
     pl.add_argument("--title", help="title of the adaptation panel")
+    pl.add_argument(
+        "--seeds",
+        action="store_true",
+        help="draw each method once: mean over its results (training seeds) ± s.e. across them",
+    )
     pl.set_defaults(func=_plot)
 
     cmp = sub.add_parser("compare", help="table of methods x adaptation steps", parents=[common])

@@ -203,9 +203,46 @@ def compare_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(inputs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each method's results as one: per step, the mean over its results (its training seeds)
+    and, where there are several, the standard error across them instead of across tasks.
+    ``seeds`` in a pooled result counts them. Order follows each method's first result."""
+    import math
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(r["method"], []).append(r)
+    pooled = []
+    for members in groups.values():
+        if len(members) == 1:
+            pooled.append({**members[0], "seeds": 1})
+            continue
+        steps = min(len(r["mean_return"]) for r in members)
+        means, errors = [], []
+        for k in range(steps):
+            column = [r["mean_return"][k] for r in members]
+            mean = sum(column) / len(column)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in column) / (len(column) - 1))
+            means.append(mean)
+            errors.append(sd / math.sqrt(len(column)))
+        first = {k: v for k, v in members[0].items() if k not in ("path", "train_seed")}
+        pooled.append(
+            {
+                **first,
+                "steps": members[0]["steps"][:steps],
+                "mean_return": means,
+                "stderr": errors,
+                "seeds": len(members),
+            }
+        )
+    return pooled
+
+
+def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, seeds: bool = False) -> Path:
     """Write a PNG: return against adaptation steps for every evaluate result, with standard
-    error bars, and the training curves of every run directory, side by side."""
+    error bars, and the training curves of every run directory, side by side. ``seeds`` draws
+    each method once, pooled over its results (:func:`pool_seeds`: mean over training seeds,
+    error bars the standard error across them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,14 +262,20 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None) ->
     axes = list(axes[0])
     if results:
         ax = axes.pop(0)
-        for r, label in zip(results, result_labels(results), strict=True):
+        if seeds:
+            results = pool_seeds(results)
+            labels = [r["method"] + (f" ({r['seeds']} seeds)" if r["seeds"] > 1 else "") for r in results]
+        else:
+            labels = result_labels(results)
+        for r, label in zip(results, labels, strict=True):
             if len(r["steps"]) == 1 and r["method"] == "oracle":  # a ceiling, not a curve
                 ax.axhline(r["mean_return"][0], color="k", linestyle=":", label=label)
                 continue
             ax.errorbar(r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=label)
         ax.set_xlabel("adaptation steps")
         metric = results[0].get("metric", "return")
-        ax.set_ylabel(f"mean {metric} (± s.e.)")
+        spread = "s.e. across training seeds" if seeds else "s.e."
+        ax.set_ylabel(f"mean {metric} (± {spread})")
         ax.set_xticks(sorted({k for r in results for k in r["steps"]}))
         ax.set_title(title or ", ".join(sorted({r.get("env_id", "") for r in results})))
         ax.grid(alpha=0.3)

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from metarl.cli import main
 
 
@@ -178,6 +180,27 @@ def test_compare_seeds_pools_each_methods_training_seeds(tmp_path, capsys):
     pre = next(line for line in pooled if line.startswith("pretrained"))
     assert pre.split()[1:] == ["1", "0.10", "0.30"]
     assert not any(line.startswith(("random", "oracle")) for line in pooled)
+
+
+def test_plot_seeds_draws_each_method_once_with_the_spread_across_seeds(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig.axes[0]))
+    paths = [
+        _seed_result(tmp_path, "maml_s0", "maml_trpo", [2.0, 5.0], 0),
+        _seed_result(tmp_path, "maml_s1", "maml_trpo", [4.0, 7.0], 1),
+        _seed_result(tmp_path, "maml_s2", "maml_trpo", [3.0, 9.0], 2),
+        _seed_result(tmp_path, "pretrained", "pretrained", [1.0, 3.0], 0),
+    ]
+    assert main(["plot", "--seeds", *map(str, paths), "--out", str(tmp_path / "fig.png")]) == 0
+    ax = drawn[0]
+    assert ax.get_legend_handles_labels()[1] == ["maml_trpo (3 seeds)", "pretrained"]
+    maml = ax.containers[0]  # the error-bar container: line, caps, bars
+    np.testing.assert_allclose(np.asarray(maml.lines[0].get_ydata(), float), [3.0, 7.0])
+    bars = maml.lines[2][0].get_segments()
+    # s.e. across the three seeds: 1 / sqrt(3) at step 0, 2 / sqrt(3) at step 1
+    np.testing.assert_allclose([b[1, 1] - b[0, 1] for b in bars], [2 / np.sqrt(3), 4 / np.sqrt(3)])
 
 
 def test_compare_seeds_refuses_two_results_of_one_training_seed(tmp_path, capsys):
