@@ -237,12 +237,12 @@ def solve_proximal(
 
     phi = {k: v.detach().unsqueeze(0).expand(num_tasks, *v.shape).clone() for k, v in anchor.items()}
     rate = torch.full((num_tasks,), float(lr), dtype=next(iter(anchor.values())).dtype, device=x.device)
+
+    def per_task(t: Tensor, like: Tensor) -> Tensor:  # [N] broadcast against [N, ...]
+        return t.view(-1, *([1] * (like.dim() - 1)))
+
     value, grad = objective(phi)
     for _ in range(steps):
-
-        def per_task(t: Tensor, like: Tensor) -> Tensor:
-            return t.view(-1, *([1] * (like.dim() - 1)))
-
         trial = {k: phi[k] - per_task(rate, phi[k]) * grad[k] for k in phi}
         trial_value, trial_grad = objective(trial)
         # Rounding lets a converged task's objective tick up; that is not a step too long.
