@@ -203,12 +203,21 @@ def compare_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    """Mean of ``values`` and its standard error (sample standard deviation / √n; 0 for one)."""
+    import math
+
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, sd / math.sqrt(len(values))
+
+
 def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each method's results as one: per step, the mean over its results (its training seeds)
     and, where there are several, the standard error across them instead of across tasks.
     ``seeds`` in a pooled result counts them. Order follows each method's first result."""
-    import math
-
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault(r["method"], []).append(r)
@@ -218,13 +227,8 @@ def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             pooled.append({**members[0], "seeds": 1})
             continue
         steps = min(len(r["mean_return"]) for r in members)
-        means, errors = [], []
-        for k in range(steps):
-            column = [r["mean_return"][k] for r in members]
-            mean = sum(column) / len(column)
-            sd = math.sqrt(sum((v - mean) ** 2 for v in column) / (len(column) - 1))
-            means.append(mean)
-            errors.append(sd / math.sqrt(len(column)))
+        pairs = [_mean_and_stderr([r["mean_return"][k] for r in members]) for k in range(steps)]
+        means, errors = [m for m, _ in pairs], [e for _, e in pairs]
         first = {k: v for k, v in members[0].items() if k not in ("path", "train_seed")}
         pooled.append(
             {
@@ -325,7 +329,6 @@ def seed_table(results: list[dict[str, Any]]) -> str:
     standard error across seeds, and how many seeds there are. The random and oracle results
     are the references, not rows. Results of one method are its seeds: each is one training run
     (``train_seed`` in the evaluate JSON), all scored on the same held-out tasks."""
-    import math
     from collections import defaultdict
 
     labels = result_labels(results)
@@ -352,12 +355,8 @@ def seed_table(results: list[dict[str, Any]]) -> str:
             if not column:
                 row.append("")
                 continue
-            mean = sum(column) / len(column)
-            if len(column) > 1:
-                sd = math.sqrt(sum((v - mean) ** 2 for v in column) / (len(column) - 1))
-                row.append(f"{mean:.2f} ± {sd / math.sqrt(len(column)):.2f}")
-            else:
-                row.append(f"{mean:.2f}")
+            mean, stderr = _mean_and_stderr(column)
+            row.append(f"{mean:.2f} ± {stderr:.2f}" if len(column) > 1 else f"{mean:.2f}")
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     lines = [f"{what}, mean over training seeds ± standard error across seeds"]
