@@ -72,9 +72,11 @@ def _train(args: argparse.Namespace) -> int:
     from metarl.trainer import Trainer
 
     if args.resume:
-        if args.config or args.set or args.seed is not None or args.out or args.ray_address:
-            raise MetarlError("--resume DIR takes no CONFIG, --out, --seed, --set or --ray-address")
-        trainer = Trainer.resume(args.resume, progress=not args.no_progress, device=args.device)
+        if args.config or args.seed is not None or args.out or args.ray_address:
+            raise MetarlError("--resume DIR takes no CONFIG, --out, --seed or --ray-address")
+        trainer = Trainer.resume(
+            args.resume, progress=not args.no_progress, device=args.device, overrides=args.set
+        )
     else:
         if not args.config:
             raise MetarlError("train needs a CONFIG.yaml (or --resume DIR)")
@@ -398,7 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="experiment config (experiments/*.yaml)")
     train.add_argument("--out", help="run directory (default runs/<config>-<time>)")
     train.add_argument("--seed", type=int, help="override the config's seed")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a key (with --resume: iterations, num_threads, max_failed_iterations, "
+        "checkpoint.keep_last or sampler.num_threads)",
+    )
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     train.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")

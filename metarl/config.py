@@ -193,6 +193,15 @@ RUN_KEYS = (
     "validation.every",
     "validation.tasks",
 )
+#: Keys a continued run may change (``metarl train --resume DIR --set KEY=VALUE``): how long it
+#: runs, the threads it uses and what it keeps. None of them changes what an iteration computes.
+RESUME_KEYS = (
+    "iterations",
+    "num_threads",
+    "max_failed_iterations",
+    "checkpoint.keep_last",
+    "sampler.num_threads",
+)
 #: Keys every RL learner takes: the episodes, their advantages, the policy, the inner step and
 #: the sampler.
 RL_KEYS = (
@@ -564,6 +573,19 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return nested
+
+
+def resume_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``--set`` overrides for a continued run, as :func:`parse_overrides` gives them; a key
+    outside :data:`RESUME_KEYS` is refused, as it would change the run's computation midway."""
+    parsed = parse_overrides(overrides)
+    for key in given_keys(parsed):
+        if key not in RESUME_KEYS:
+            raise ConfigError(
+                f"--set {key}: a continued run can change only {', '.join(RESUME_KEYS)}; {key} "
+                "changes what an iteration computes, so start a new run for it"
+            )
+    return parsed
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -83,9 +83,17 @@ class Trainer:
         return self.learner.state_dict()
 
     @classmethod
-    def resume(cls, out_dir: str | Path, progress: bool = True, device: str | None = None) -> Trainer:
+    def resume(
+        cls,
+        out_dir: str | Path,
+        progress: bool = True,
+        device: str | None = None,
+        overrides: list[str] | None = None,
+    ) -> Trainer:
         """Rebuild a trainer from ``out_dir``'s latest checkpoint. It continues on the device of
-        its config (exactly, on the same device), or on ``device`` if given."""
+        its config (exactly, on the same device), or on ``device`` if given. ``overrides`` extend
+        the run or change its threads (:data:`metarl.config.RESUME_KEYS`), e.g.
+        ``["iterations=1000", "num_threads=8"]``."""
         out_dir = Path(out_dir)
         if not out_dir.is_dir():
             raise MetarlError(f"--resume: {str(out_dir)!r} is not a run directory")
@@ -100,7 +108,7 @@ class Trainer:
             )
         if "rng" not in state or "iteration" not in state:
             raise MetarlError(f"--resume: {str(out_dir / CHECKPOINT)!r} is not a training checkpoint")
-        learner = load(out_dir, device=device, strict_device=True)
+        learner = load(out_dir, device=device, strict_device=True, overrides=overrides)
         _ = getattr(learner, "sampler", None)  # built now, as a new run's is: errors before the loop
         return cls(learner.config, out_dir, progress, learner=learner)
 

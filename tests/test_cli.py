@@ -88,6 +88,37 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(tmp_pat
         assert torch.equal(a, b), name
 
 
+def test_resume_extends_a_finished_run_exactly_and_refuses_keys_that_change_the_computation(
+    tmp_path, tiny_config, capsys
+):
+    full = Trainer(load_config(tiny_config, ["iterations=3"]), tmp_path / "full", progress=False)
+    full.train()
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0  # 2 iterations
+    before = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+
+    for bad, words in [
+        ("inner.lr=0.2", ["inner.lr", "iterations, num_threads"]),
+        ("iterations=1", ["iterations=1", "already completed 2"]),
+        ("iterations=many", ["iterations", "many"]),
+    ]:
+        assert main(["train", "--resume", str(run), "--set", bad, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
+        assert (run / "checkpoint.pt").read_bytes() == before
+
+    threads = f"num_threads={torch.get_num_threads()}"
+    args = ["train", "--resume", str(run), "--set", "iterations=3", "--set", threads, "--no-progress"]
+    assert main(args) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 3
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["iterations"] == 3 and saved["num_threads"] == torch.get_num_threads()
+    for name, value in full.policy.state_dict().items():
+        assert torch.equal(value, state["policy"][name]), name
+
+
 def test_out_dir_with_a_run_is_not_overwritten_without_force(tmp_path, tiny_config, capsys):
     run = tmp_path / "run"
     assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0

@@ -488,14 +488,18 @@ def load(
     which: str = "latest",
     tasks: Any = None,
     strict_device: bool = False,
+    overrides: list[str] | None = None,
 ) -> Learner:
     """The learner saved in ``path``: a checkpoint file, or a run directory (its ``latest`` or
     ``best`` checkpoint). Its config, parameters, optimizer state and RNGs come back, so
     ``learn`` continues exactly; a run directory is continued in place by ``learn(n, log_dir=path)``.
     ``device`` overrides the config's (a config's GPU device that this machine lacks becomes
     ``auto`` unless ``strict_device``); ``tasks`` gives a supervised learner its few-shot family
-    when it was trained on a family object rather than a registered id."""
+    when it was trained on a family object rather than a registered id. ``overrides``
+    (``["iterations=1000", "num_threads=8"]``) change the keys a continued run may change,
+    :data:`metarl.config.RESUME_KEYS`."""
     from metarl.config import config_from_dict as _from_dict
+    from metarl.config import merge, resume_overrides
     from metarl.evaluation import checkpoint_path
     from metarl.learners.registry import learner_class
 
@@ -506,7 +510,8 @@ def load(
             f"{str(file)!r} is the oracle baseline (an SB3 policy that sees the task); score it with "
             "metarl evaluate"
         )
-    config = _from_dict(state["config"], strict=False)
+    changes = resume_overrides(overrides) if overrides else {}
+    config = _from_dict(merge(state["config"], changes), strict=False)
     if device is not None:
         resolve_device(device)  # a bad value: one line before anything is built
         config.device = device
@@ -531,6 +536,11 @@ def load(
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise MetarlError(f"{str(file)!r}: the policy does not match its config ({first})") from None
+    if changes.get("iterations") is not None and config.iterations < learner.iteration:
+        raise ConfigError(
+            f"--set iterations={config.iterations}: the run already completed {learner.iteration} "
+            f"iterations; give at least {learner.iteration}"
+        )
     learner.checkpoint = str(file)
     learner.method = state.get("method", config.algorithm)
     learner.saved_iteration = learner.iteration
