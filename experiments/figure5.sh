@@ -11,7 +11,8 @@
 #   ITERATIONS=200 PPO_STEPS=1000000 bash experiments/figure5.sh halfcheetah_dir
 #
 # Every stage is skipped when its output exists, and a stopped meta-training run is continued
-# with --resume, so the script can be interrupted and run again. RUNS and RESULTS move the run
+# with --resume (to ITERATIONS, so a larger ITERATIONS extends finished runs), so the script can
+# be interrupted and run again. RUNS and RESULTS move the run
 # directories (default runs/) and the outputs. EXTRA holds --set overrides for
 # the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
 set -euo pipefail
@@ -36,7 +37,7 @@ for learner in $learners; do
     for seed in "${seeds[@]}"; do
         run=$runs/${learner}_seed$seed
         if [[ -f $run/checkpoint.pt ]]; then
-            metarl train --resume "$run" --no-progress
+            metarl train --resume "$run" --set "iterations=$iterations" --no-progress
         else
             metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
                 "${extra[@]}" --no-progress
