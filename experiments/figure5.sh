@@ -9,12 +9,13 @@
 #   bash experiments/figure5.sh halfcheetah_vel                 # the paper's 500 iterations, seeds 0 1 2
 #   SEEDS="0 1 2 3 4" LEARNERS="maml_trpo fomaml promp" bash experiments/figure5.sh navigation_2d
 #   ITERATIONS=200 PPO_STEPS=1000000 bash experiments/figure5.sh halfcheetah_dir
+#   ITERATIONS=1000 bash experiments/figure5.sh halfcheetah_vel  # later: the same runs, extended
 #
 # Every stage is skipped when its output exists, and a stopped meta-training run is continued
 # with --resume (to ITERATIONS, so a larger ITERATIONS extends finished runs), so the script can
-# be interrupted and run again. RUNS and RESULTS move the run
-# directories (default runs/) and the outputs. EXTRA holds --set overrides for
-# the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
+# be interrupted and run again. RUNS and RESULTS move the run directories (default runs/) and
+# the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds --set overrides
+# for the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
 set -euo pipefail
 
 task=${1:?usage: bash experiments/figure5.sh TASK (the name of a config in experiments/)}
@@ -22,6 +23,7 @@ config=experiments/$task.yaml
 [[ -f $config ]] || { echo "no config $config" >&2; exit 2; }
 iterations=${ITERATIONS:-500}
 ppo_steps=${PPO_STEPS:-1000000}
+tasks=${TASKS:-40}  # held-out tasks; the paper's protocol uses 40
 learners=${LEARNERS:-maml_trpo}
 read -r -a seeds <<<"${SEEDS:-0 1 2}"
 runs=${RUNS:-runs}/$task
@@ -42,7 +44,7 @@ for learner in $learners; do
             metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
                 "${extra[@]}" --no-progress
         fi
-        metarl evaluate "$run" --checkpoint best --tasks 40 --steps 3 --json "$results/${learner}_seed$seed.json"
+        metarl evaluate "$run" --checkpoint best --tasks "$tasks" --steps 3 --json "$results/${learner}_seed$seed.json"
     done
     # The first seed's θ, so that anyone can re-score it without retraining.
     name=${learner/maml_trpo/maml}
@@ -52,7 +54,7 @@ done
 for kind in random pretrained oracle; do
     run=$runs/$kind
     [[ -f $run/checkpoint.pt ]] || metarl baseline "$kind" "$config" --out "$run" --timesteps "$ppo_steps"
-    metarl evaluate "$run" --tasks 40 --steps 3 --json "$results/$kind.json"
+    metarl evaluate "$run" --tasks "$tasks" --steps 3 --json "$results/$kind.json"
 done
 
 metarl compare --seeds "$results"/*.json | tee "$results/compare.txt"

@@ -1,0 +1,49 @@
+"""experiments/figure5.sh, the script behind the README's results rows: it builds a task's
+reproduction end to end, and a second call continues (and here extends) the runs it finds."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _figure5(tmp_path: Path, iterations: int) -> None:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ITERATIONS": str(iterations),
+        "SEEDS": "0",
+        "TASKS": "3",
+        "PPO_STEPS": "128",
+        "RUNS": str(tmp_path / "runs"),
+        "RESULTS": str(tmp_path / "results"),
+        "EXTRA": "--set meta_batch_size=2 --set episodes_per_task=2 --set validation.tasks=2",
+    }
+    proc = subprocess.run(
+        ["bash", "experiments/figure5.sh", "navigation_2d"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselines(tmp_path):
+    _figure5(tmp_path, iterations=1)
+    results, runs = tmp_path / "results", tmp_path / "runs" / "navigation_2d"
+    expected = ["maml_trpo_seed0.json", "random.json", "pretrained.json", "oracle.json"]
+    for name in [*expected, "compare.txt", "navigation_2d.png", "maml.pt"]:
+        assert (results / name).is_file(), name
+    for name in expected:
+        assert json.loads((results / name).read_text())["num_tasks"] == 3, name
+    assert "maml_trpo" in (results / "compare.txt").read_text()
+    run = runs / "maml_trpo_seed0"
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 1
+    baselines = {kind: (runs / kind / "checkpoint.pt").read_bytes() for kind in ("random", "pretrained")}
+
+    _figure5(tmp_path, iterations=2)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    for kind, before in baselines.items():
+        assert (runs / kind / "checkpoint.pt").read_bytes() == before, kind
