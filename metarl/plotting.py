@@ -278,7 +278,9 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
             ax.errorbar(r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=label)
         ax.set_xlabel("adaptation steps")
         metric = results[0].get("metric", "return")
-        spread = "s.e. across training seeds" if seeds else "s.e."
+        spread = "s.e."
+        if seeds and any(r["seeds"] > 1 for r in results):
+            spread = "s.e. across training seeds; across tasks for one seed"
         ax.set_ylabel(f"mean {metric} (± {spread})")
         ax.set_xticks(sorted({k for r in results for k in r["steps"]}))
         ax.set_title(title or ", ".join(sorted({r.get("env_id", "") for r in results})))

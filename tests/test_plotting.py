@@ -201,6 +201,11 @@ def test_plot_seeds_draws_each_method_once_with_the_spread_across_seeds(tmp_path
     bars = maml.lines[2][0].get_segments()
     # s.e. across the three seeds: 1 / sqrt(3) at step 0, 2 / sqrt(3) at step 1
     np.testing.assert_allclose([b[1, 1] - b[0, 1] for b in bars], [2 / np.sqrt(3), 4 / np.sqrt(3)])
+    assert "across training seeds; across tasks for one seed" in ax.get_ylabel()
+
+    drawn.clear()  # one seed per method: the bars are the s.e. across tasks, and the label says so
+    assert main(["plot", "--seeds", *map(str, paths[2:]), "--out", str(tmp_path / "fig.png")]) == 0
+    assert drawn[0].get_ylabel().endswith("(± s.e.)")
 
 
 def test_compare_seeds_refuses_two_results_of_one_training_seed(tmp_path, capsys):
