@@ -323,13 +323,17 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from metarl.plotting import compare_table, load_results, seed_table
+    from metarl.plotting import compare_table, load_results, paper_table, seed_table
 
     results = load_results(args.results)
+    paper = paper_table(results, seeds=args.seeds) if args.paper else None
     print(compare_table(results))
     if args.seeds:
         print()
         print(seed_table(results))
+    if paper:
+        print()
+        print(paper)
     return 0
 
 
@@ -470,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds",
         action="store_true",
         help="also pool each method's results as training seeds: mean ± s.e. across seeds",
+    )
+    cmp.add_argument(
+        "--paper",
+        action="store_true",
+        help="also score the results against the MAML paper's random and oracle, beside the paper's scores",
     )
     cmp.set_defaults(func=_compare)
 

@@ -157,18 +157,30 @@ def normalized_scores(results: list[dict[str, Any]]) -> list[list[float]] | None
     return scores
 
 
-def _scores(results: list[dict[str, Any]], labels: list[str]) -> tuple[list[list[float]] | None, str]:
-    """The scores of :func:`normalized_scores` and the note on which references they use."""
-    random, random_note = _reference(results, labels, "random")
-    oracle, oracle_note = _reference(results, labels, "oracle")
-    if random is None or oracle is None:
+def _scores(
+    results: list[dict[str, Any]], labels: list[str], references: tuple[float, float] | None = None
+) -> tuple[list[list[float]] | None, str]:
+    """The scores of :func:`normalized_scores` and the note on which references they use;
+    ``references`` (random return at step 0, oracle return) replaces the results' own."""
+    note = ""
+    if references is None:
+        random, random_note = _reference(results, labels, "random")
+        oracle, oracle_note = _reference(results, labels, "oracle")
+        if random is None or oracle is None:
+            return None, ""
+        references = (results[random]["mean_return"][0], results[oracle]["mean_return"][0])
+        note = "; ".join(n for n in (random_note, oracle_note) if n)
+    low, high = references
+    if high == low:
         return None, ""
-    low = results[random]["mean_return"][0]
-    span = results[oracle]["mean_return"][0] - low
-    if span == 0:
-        return None, ""
-    note = "; ".join(n for n in (random_note, oracle_note) if n)
-    return [[(v - low) / span for v in r["mean_return"]] for r in results], note
+    return [[(v - low) / (high - low) for v in r["mean_return"]] for r in results], note
+
+
+def _format_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    """``header`` and ``rows`` as left-aligned columns, one line each."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = [header, *rows]
+    return ["  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)).rstrip() for row in lines]
 
 
 def compare_table(results: list[dict[str, Any]]) -> str:
@@ -192,9 +204,7 @@ def compare_table(results: list[dict[str, Any]]) -> str:
         if scores:
             row += [f"{v:.2f}" for v in scores[i]] + [""] * (steps - len(scores[i]))
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = ["  ".join(f"{x:<{w}}" for x, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = _format_rows(header, rows)
     envs = sorted({r.get("env_id", "?") for r in results})
     tasks = sorted({r.get("num_tasks", 0) for r in results})
     lines.append(f"env {', '.join(envs)}; held-out tasks {', '.join(map(str, tasks))}")
@@ -325,21 +335,23 @@ __all__ = [
 ]
 
 
-def seed_table(results: list[dict[str, Any]]) -> str:
+def seed_table(results: list[dict[str, Any]], references: tuple[float, float] | None = None) -> str:
     """Plain-text table of each method over its training seeds: per step, the mean over seeds
     of the normalized score (or of the return, without random and oracle results) ± its
     standard error across seeds, and how many seeds there are. The random and oracle results
-    are the references, not rows. Results of one method are its seeds: each is one training run
-    (``train_seed`` in the evaluate JSON), all scored on the same held-out tasks."""
+    are the references, not rows, unless ``references`` (random return at step 0, oracle
+    return: the paper's, say) replaces them. Results of one method are its seeds: each is one
+    training run (``train_seed`` in the evaluate JSON), all scored on the same held-out tasks."""
     from collections import defaultdict
 
     labels = result_labels(results)
-    scores, note = _scores(results, labels)
+    scores, note = _scores(results, labels, references)
     values = scores if scores is not None else [r["mean_return"] for r in results]
     what = "normalized score" if scores is not None else results[0].get("metric", "return")
+    against = f", against random {references[0]:g} and oracle {references[1]:g}" if references else ""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(results):
-        if scores is None or r["method"] not in ("random", "oracle"):
+        if scores is None or references is not None or r["method"] not in ("random", "oracle"):
             groups[r["method"]].append(i)
     tasks = {tuple(r.get("tasks", [])) for r in results}
     if len(tasks) > 1:
@@ -360,10 +372,48 @@ def seed_table(results: list[dict[str, Any]]) -> str:
             mean, stderr = _mean_and_stderr(column)
             row.append(f"{mean:.2f} ± {stderr:.2f}" if len(column) > 1 else f"{mean:.2f}")
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = [f"{what}, mean over training seeds ± standard error across seeds"]
-    lines.append("  ".join(f"{x:<{w}}" for x, w in zip(header, widths, strict=True)).rstrip())
-    lines += ["  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = [f"{what}, mean over training seeds ± standard error across seeds{against}"]
+    lines += _format_rows(header, rows)
     if note:
         lines.append(note)
+    return "\n".join(lines)
+
+
+def paper_table(results: list[dict[str, Any]], seeds: bool = False) -> str:
+    """Plain-text table that scores ``results`` against the MAML paper's random and oracle
+    returns instead of their own, beside the paper's returns and scores for the same family
+    (:mod:`metarl.paper`); with ``seeds``, also :func:`seed_table` against those references."""
+    from metarl.paper import figure5, paper_references
+
+    envs = sorted({str(r.get("env_id", "?")) for r in results})
+    if len(envs) != 1:
+        found = ", ".join(envs)
+        raise MetarlError(f"compare --paper: the results come from {len(envs)} envs ({found}): give one")
+    paper = figure5(envs[0])
+    references = paper_references(envs[0])
+    labels = result_labels(results)
+    scores, _ = _scores(results, labels, references)
+    if scores is None:
+        raise MetarlError(f"compare --paper: the paper's random and oracle returns for {envs[0]} are equal")
+    steps = max(len(r["steps"]) for r in results)
+    header = ["method"] + [f"step {k}" for k in range(steps)] + [f"score {k}" for k in range(steps)]
+    low, high = references
+
+    def cells(values: list[str]) -> list[str]:
+        return values[:steps] + [""] * (steps - len(values[:steps]))
+
+    rows = []
+    for i, r in enumerate(results):
+        returns = [f"{m:.2f} ± {e:.2f}" for m, e in zip(r["mean_return"], r["stderr"], strict=True)]
+        rows.append([labels[i], *cells(returns), *cells([f"{v:.2f}" for v in scores[i]])])
+    for method, returns in paper.items():
+        paper_scores = [f"{(v - low) / (high - low):.2f}" for v in returns]
+        rows.append([f"paper: {method}", *cells([f"{v:g}" for v in returns]), *cells(paper_scores)])
+    lines = [
+        f"against the MAML paper's references for {envs[0]} (Finn et al. 2017, Figure 5): "
+        f"random {low:g} before adaptation, oracle {high:g}"
+    ]
+    lines += _format_rows(header, rows)
+    if seeds:
+        lines += ["", seed_table(results, references)]
     return "\n".join(lines)

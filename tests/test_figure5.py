@@ -38,7 +38,8 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
         assert (results / name).is_file(), name
     for name in expected:
         assert json.loads((results / name).read_text())["num_tasks"] == 3, name
-    assert "maml_trpo" in (results / "compare.txt").read_text()
+    compare = (results / "compare.txt").read_text()
+    assert "maml_trpo" in compare and "paper: maml" in compare
     run = runs / "maml_trpo_seed0"
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 1
     baselines = {kind: (runs / kind / "checkpoint.pt").read_bytes() for kind in ("random", "pretrained")}

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from metarl.cli import main
 
@@ -216,3 +217,47 @@ def test_compare_seeds_refuses_two_results_of_one_training_seed(tmp_path, capsys
     assert main(["compare", "--seeds", *map(str, paths)]) == 2
     err = capsys.readouterr().err.strip()
     assert "training seed 0" in err and len(err.splitlines()) == 1
+
+
+def test_compare_paper_scores_against_the_papers_random_and_oracle(tmp_path, capsys):
+    from metarl.paper import FIGURE5
+
+    low, high = FIGURE5["metarl/Navigation2D-v0"]["random"][0], FIGURE5["metarl/Navigation2D-v0"]["oracle"][0]
+    paths = [
+        _result(tmp_path, "random", [-70.0, -60.0]),
+        _result(tmp_path, "oracle", [-1.0]),
+        _seed_result(tmp_path, "maml_trpo_s0", "maml_trpo", [-40.0, -12.0], 0),
+        _seed_result(tmp_path, "maml_trpo_s1", "maml_trpo", [-40.0, -14.0], 1),
+    ]
+    assert main(["compare", "--seeds", "--paper", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    own, paper = out.split("against the MAML paper's references")
+    # own references: (−12 + 70) / 69; the paper's: (−12 + 82.7) / 80.41
+    assert f"{58 / 69:.2f}" in next(line for line in own.splitlines() if line.startswith("maml_trpo_s0"))
+    rows = paper.splitlines()
+    s0 = next(line for line in rows if line.startswith("maml_trpo_s0"))
+    assert s0.split()[-1] == f"{(-12 - low) / (high - low):.2f}"
+    ours = next(line for line in rows if line.startswith("oracle"))
+    assert ours.split()[-1] == f"{(-1 - low) / (high - low):.2f}"
+    maml = next(line for line in rows if line.startswith("paper: maml"))
+    assert maml.split()[2:4] == ["-40.4", "-11.7"]
+    assert maml.split()[-1] == f"{(-11.7 - low) / (high - low):.2f}"
+    assert next(line for line in rows if line.startswith("paper: oracle")).split()[-1] == "1.00"
+    pooled = paper[paper.index("mean over training seeds") :].splitlines()
+    mean = ((-12 - low) + (-14 - low)) / 2 / (high - low)
+    pooled_maml = next(line for line in pooled if line.startswith("maml_trpo"))
+    assert f"{mean:.2f} ± {1 / (high - low):.2f}" in pooled_maml
+
+
+@pytest.mark.parametrize(
+    ("envs", "phrase"),
+    [
+        (["supervised/Sinusoid"], "no results for supervised/Sinusoid; it reports metarl/HalfCheetahVel-v0"),
+        (["metarl/Navigation2D-v0", "metarl/HalfCheetahDir-v0"], "the results come from 2 envs"),
+    ],
+)
+def test_compare_paper_refuses_families_the_paper_lacks_in_one_line(tmp_path, capsys, envs, phrase):
+    paths = [_result(tmp_path, f"maml_{i}", [1.0, 2.0], env=env) for i, env in enumerate(envs)]
+    assert main(["compare", "--paper", *map(str, paths)]) == 2
+    captured = capsys.readouterr()
+    assert phrase in captured.err and len(captured.err.strip().splitlines()) == 1 and not captured.out
