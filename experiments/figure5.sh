@@ -3,8 +3,8 @@
 # any other learners named in LEARNERS) from every training seed in SEEDS, build the random,
 # pretrained and oracle baselines, evaluate everything on the same 40 held-out tasks after 0-3
 # adaptation steps, and write the JSONs, the comparison tables (per run, each method's mean
-# ± standard error across seeds, and both against the paper's random and oracle), the figure and the first seed's best checkpoints to
-# experiments/results/<task>/.
+# ± standard error across seeds, and both against the paper's random and oracle), the figure
+# and the first seed's best checkpoints to experiments/results/<task>/.
 #
 #   bash experiments/figure5.sh halfcheetah_vel                 # the paper's 500 iterations, seeds 0 1 2
 #   SEEDS="0 1 2 3 4" LEARNERS="maml_trpo fomaml promp" bash experiments/figure5.sh navigation_2d
