@@ -389,26 +389,24 @@ def paper_table(results: list[dict[str, Any]], seeds: bool = False) -> str:
     if len(envs) != 1:
         found = ", ".join(envs)
         raise MetarlError(f"compare --paper: the results come from {len(envs)} envs ({found}): give one")
-    paper = figure5(envs[0])
     references = paper_references(envs[0])
+    low, high = references
     labels = result_labels(results)
-    scores, _ = _scores(results, labels, references)
-    if scores is None:
-        raise MetarlError(f"compare --paper: the paper's random and oracle returns for {envs[0]} are equal")
     steps = max(len(r["steps"]) for r in results)
     header = ["method"] + [f"step {k}" for k in range(steps)] + [f"score {k}" for k in range(steps)]
-    low, high = references
 
     def cells(values: list[str]) -> list[str]:
         return values[:steps] + [""] * (steps - len(values[:steps]))
 
+    def scores(returns: list[float] | tuple[float, ...]) -> list[str]:
+        return cells([f"{(v - low) / (high - low):.2f}" for v in returns])
+
     rows = []
-    for i, r in enumerate(results):
+    for label, r in zip(labels, results, strict=True):
         returns = [f"{m:.2f} ± {e:.2f}" for m, e in zip(r["mean_return"], r["stderr"], strict=True)]
-        rows.append([labels[i], *cells(returns), *cells([f"{v:.2f}" for v in scores[i]])])
-    for method, returns in paper.items():
-        paper_scores = [f"{(v - low) / (high - low):.2f}" for v in returns]
-        rows.append([f"paper: {method}", *cells([f"{v:g}" for v in returns]), *cells(paper_scores)])
+        rows.append([label, *cells(returns), *scores(r["mean_return"])])
+    for method, returns in figure5(envs[0]).items():
+        rows.append([f"paper: {method}", *cells([f"{v:g}" for v in returns]), *scores(returns)])
     lines = [
         f"against the MAML paper's references for {envs[0]} (Finn et al. 2017, Figure 5): "
         f"random {low:g} before adaptation, oracle {high:g}"
