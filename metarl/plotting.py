@@ -176,6 +176,12 @@ def _scores(
     return [[(v - low) / (high - low) for v in r["mean_return"]] for r in results], note
 
 
+def _fixed(value: float) -> str:
+    """Two decimals, without the minus sign of a value that rounds to zero ("-0.00")."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 def _format_rows(header: list[str], rows: list[list[str]]) -> list[str]:
     """``header`` and ``rows`` as left-aligned columns, one line each."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
@@ -202,7 +208,7 @@ def compare_table(results: list[dict[str, Any]]) -> str:
             else:
                 row.append("")
         if scores:
-            row += [f"{v:.2f}" for v in scores[i]] + [""] * (steps - len(scores[i]))
+            row += [_fixed(v) for v in scores[i]] + [""] * (steps - len(scores[i]))
         rows.append(row)
     lines = _format_rows(header, rows)
     envs = sorted({r.get("env_id", "?") for r in results})
@@ -370,7 +376,7 @@ def seed_table(results: list[dict[str, Any]], references: tuple[float, float] | 
                 row.append("")
                 continue
             mean, stderr = _mean_and_stderr(column)
-            row.append(f"{mean:.2f} ± {stderr:.2f}" if len(column) > 1 else f"{mean:.2f}")
+            row.append(f"{_fixed(mean)} ± {stderr:.2f}" if len(column) > 1 else _fixed(mean))
         rows.append(row)
     lines = [f"{what}, mean over training seeds ± standard error across seeds{against}"]
     lines += _format_rows(header, rows)
@@ -399,7 +405,7 @@ def paper_table(results: list[dict[str, Any]], seeds: bool = False) -> str:
         return values[:steps] + [""] * (steps - len(values[:steps]))
 
     def scores(returns: list[float] | tuple[float, ...]) -> list[str]:
-        return cells([f"{(v - low) / (high - low):.2f}" for v in returns])
+        return cells([_fixed((v - low) / (high - low)) for v in returns])
 
     rows = []
     for label, r in zip(labels, results, strict=True):

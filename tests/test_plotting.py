@@ -57,6 +57,21 @@ def test_compare_prints_every_method_with_normalized_scores(tmp_path, capsys):
     )
 
 
+def test_scores_that_round_to_zero_print_without_a_minus_sign(tmp_path, capsys):
+    paths = [
+        _result(tmp_path, "pretrained", [-50.1, -50.2]),
+        _result(tmp_path, "random", [-50.0, -49.0]),
+        _result(tmp_path, "oracle", [50.0]),
+    ]
+    assert main(["compare", *map(str, paths)]) == 0
+    pretrained = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrained"))
+    # (−50.1 + 50) / 100 = −0.001 rounds to zero; a real negative score keeps its sign
+    assert pretrained.split()[-2:] == ["0.00", "0.00"] and "-0.00" not in pretrained
+    paths[0] = _result(tmp_path, "pretrained", [-52.0, -50.0])
+    assert main(["compare", *map(str, paths)]) == 0
+    assert "-0.02" in capsys.readouterr().out
+
+
 def test_compare_without_references_has_no_scores_and_bad_files_are_one_line_errors(tmp_path, capsys):
     assert main(["compare", str(_result(tmp_path, "fomaml", [-30.0, -20.0]))]) == 0
     assert "score" not in capsys.readouterr().out
