@@ -459,3 +459,115 @@ def format_iteration(r: dict[str, Any]) -> str:
             f"iteration    {s['iteration']:8.2f} s  (not sampling: {1 - sh['sampling']:.1%})",
         ]
     )
+
+
+def bench_curvature(
+    path: str,
+    fractions: list[float],
+    batches: int = 3,
+    seed: int = 0,
+    which: str = "latest",
+    overrides: list[str] | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """What the subsampled KL Hessian (``trpo.curvature_tasks``) costs and gives up, at the θ
+    of a trained MAML-TRPO checkpoint: on each of ``batches`` meta-batches, one TRPO step from
+    that θ per fraction, recording the surrogate gain, the KL, the line-search evaluations, the
+    meta-step's seconds and the step's cosine with the largest fraction's step (means over the
+    batches; the cosine over accepted steps only). Which fraction
+    pays depends on how far training is, so give the checkpoint of the stage that matters."""
+    from metarl.learners.base import load
+    from metarl.learners.maml_trpo import MAMLTRPO
+    from metarl.optim.trpo import flat
+
+    if batches < 1:
+        raise MetarlError(f"--batches: got {batches}, expected a positive integer")
+    if not fractions or any(not 0 < f <= 1 for f in fractions):
+        raise MetarlError(f"--fractions: got {fractions}, expected numbers in (0, 1]")
+    learner = load(path, device=device, which=which, overrides=overrides)
+    with learner:
+        trpo = isinstance(learner, MAMLTRPO) and getattr(learner, "optimizer", None) is None
+        if not trpo:
+            raise MetarlError(
+                f"bench curvature needs a MAML-TRPO checkpoint (or FOMAML with outer.optimizer trpo); "
+                f"{path!r} holds {learner.config.algorithm}"
+            )
+        config = learner.config
+        theta = copy.deepcopy(learner.policy.state_dict())
+        fractions = sorted(set(fractions))
+        rows: dict[float, list[dict[str, float]]] = {f: [] for f in fractions}
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator(device=learner.generator.device).manual_seed(seed)
+        for b in range(batches):
+            tasks = learner.sampler.sample_tasks(config.meta_batch_size, rng)
+            inner, valid, adapted, _ = learner.sample_inner_loop(tasks, rng, generator)
+            steps = {}
+            for f in fractions:
+                learner.policy.load_state_dict(theta)
+                before = flat([p.detach() for p in learner.policy.parameters()]).clone()
+                start = time.perf_counter()
+                result, n = learner.trpo_meta_step(inner, valid, adapted, f, np.random.default_rng([seed, b]))
+                seconds = time.perf_counter() - start
+                steps[f] = flat([p.detach() for p in learner.policy.parameters()]) - before
+                rows[f].append(
+                    {
+                        "tasks": n,
+                        "gain": result.loss_before - result.loss_after,
+                        "kl": result.kl,
+                        "line_search_evals": result.ls_steps,
+                        "accepted": float(result.accepted),
+                        "seconds": seconds,
+                    }
+                )
+            reference = steps[fractions[-1]]
+            for f in fractions:
+                norms = steps[f].norm() * reference.norm()
+                cosine = float(steps[f] @ reference / norms) if norms > 0 else float("nan")
+                rows[f][-1]["cosine"] = cosine
+        learner.policy.load_state_dict(theta)
+        iteration = learner.iteration
+    summary = {}
+    for f in fractions:
+        # a rejected step has no direction: its cosine is NaN and left out of the mean
+        summary[str(f)] = {
+            k: float(np.mean(v)) if (v := [r[k] for r in rows[f] if np.isfinite(r[k])]) else float("nan")
+            for k in rows[f][0]
+        }
+    top = summary[str(fractions[-1])]["gain"]
+    for f in fractions:
+        summary[str(f)]["gain_ratio"] = summary[str(f)]["gain"] / top if top > 0 else float("nan")
+    return {
+        "checkpoint": path,
+        "which": which,
+        "iteration": iteration,
+        "env_id": config.env,
+        "meta_batch_size": config.meta_batch_size,
+        "episodes_per_task": config.episodes_per_task,
+        "horizon": config.horizon,
+        "batches": batches,
+        "seed": seed,
+        "torch_threads": torch.get_num_threads(),
+        "reference": fractions[-1],
+        "fractions": summary,
+        "per_batch": {str(f): rows[f] for f in fractions},
+    }
+
+
+def format_curvature(r: dict[str, Any]) -> str:
+    """The table of :func:`bench_curvature`: one row per fraction, means over the batches."""
+    ref = r["reference"]
+    lines = [
+        f"{r['env_id']} at iteration {r['iteration']} ({r['checkpoint']}, {r['which']}): "
+        f"{r['batches']} batches of {r['meta_batch_size']} tasks x {r['episodes_per_task']} episodes x "
+        f"{r['horizon']} steps, one TRPO step from the same θ per fraction",
+        f"{'curvature':>9}  {'tasks':>5}  {'surrogate gain':>14}  {f'gain / {ref:g}':>10}  "
+        f"{'line-search evals':>17}  {'KL':>7}  {f'cosine to {ref:g}':>12}  {'accepted':>8}  "
+        f"{'meta-step':>9}",
+    ]
+    for f, s in r["fractions"].items():
+        lines.append(
+            f"{float(f):>9g}  {s['tasks']:>5.0f}  {s['gain']:>14.5f}  {s['gain_ratio']:>10.2f}  "
+            f"{s['line_search_evals']:>17.1f}  {s['kl']:>7.4f}  {s['cosine']:>12.2f}  {s['accepted']:>8.0%}  "
+            f"{s['seconds']:>7.1f} s"
+        )
+    return "\n".join(lines)

@@ -337,6 +337,19 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fractions(text: str) -> list[float]:
+    """``--fractions 0.1,0.25,1`` as a list of numbers in (0, 1], or a one-line error."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v <= 1 for v in values):
+        raise MetarlError(
+            f"--fractions: got {text!r}, expected numbers in (0, 1] separated by commas (0.1,0.25,1)"
+        )
+    return values
+
+
 def _thread_counts(text: str | None) -> list[int]:
     """``--threads 1,2,4`` as a list of positive integers, or a one-line error."""
     if not text:
@@ -381,6 +394,21 @@ def _bench(args: argparse.Namespace) -> int:
             device=args.device or "auto",
         )
         print(bench.format_sampler(result))
+    elif args.what == "curvature":
+        if not args.run:
+            raise MetarlError("bench curvature needs --run RUN_DIR_OR_CHECKPOINT (a MAML-TRPO run)")
+        if args.batches < 1:
+            raise MetarlError(f"--batches: got {args.batches}, expected a positive integer")
+        result = bench.bench_curvature(
+            args.run,
+            _fractions(args.fractions),
+            batches=args.batches,
+            seed=args.seed,
+            which=args.checkpoint,
+            overrides=args.set or [],
+            device=args.device,
+        )
+        print(bench.format_curvature(result))
     else:
         if not args.config:
             raise MetarlError("bench iteration needs --config FILE")
@@ -482,8 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.set_defaults(func=_compare)
 
-    bench = sub.add_parser("bench", help="benchmarks: sampler throughput, iteration time", parents=[common])
-    bench.add_argument("what", choices=("sampler", "iteration"))
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: sampler throughput, iteration time, what a subsampled TRPO curvature costs",
+        parents=[common],
+    )
+    bench.add_argument("what", choices=("sampler", "iteration", "curvature"))
     bench.add_argument("--env", default="metarl/HalfCheetahVel-v0", help="sampler: the family")
     bench.add_argument("--num-envs", type=int, default=800, help="sampler: envs for (a) and (b)")
     bench.add_argument("--async-envs", type=int, default=80, help="sampler: processes for (c)")
@@ -502,9 +534,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--config", help="iteration: experiment config (paper size by default)")
     bench.add_argument("--iterations", type=int, default=3, help="iteration: timed iterations")
-    bench.add_argument("--set", action="append", metavar="KEY=VALUE", help="iteration: override")
     bench.add_argument(
-        "--device", help="iteration: where the learner runs; sampler --backend warp: where it samples"
+        "--set", action="append", metavar="KEY=VALUE", help="iteration: override; curvature: num_threads=N"
+    )
+    bench.add_argument(
+        "--device",
+        help="iteration, curvature: where the learner runs; sampler --backend warp: where it samples",
+    )
+    bench.add_argument("--run", help="curvature: a MAML-TRPO run directory or checkpoint, the θ to step from")
+    bench.add_argument(
+        "--checkpoint", choices=("latest", "best"), default="latest", help="curvature: of --run"
+    )
+    bench.add_argument(
+        "--fractions",
+        default="0.1,0.25,1",
+        help="curvature: trpo.curvature_tasks values to compare (0.1,0.25,1)",
+    )
+    bench.add_argument(
+        "--batches", type=int, default=3, help="curvature: meta-batches sampled from --run's θ"
     )
     bench.add_argument("--json", help="write the figures as JSON here")
     bench.set_defaults(func=_bench)

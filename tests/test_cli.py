@@ -239,6 +239,55 @@ def test_training_with_task_subsampled_curvature_runs(tmp_path, tiny_config):
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 2
 
 
+def test_bench_curvature_steps_once_per_fraction_from_the_runs_theta(tmp_path, tiny_config, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.suffix == ".pt"}
+    out = tmp_path / "curvature.json"
+    args = ["bench", "curvature", "--run", str(run), "--fractions", "1,0.34", "--batches", "2"]
+    assert main([*args, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Navigation2D" in printed and "at iteration 2" in printed and "cosine to 1" in printed
+    result = json.loads(out.read_text())
+    assert result["reference"] == 1.0 and list(result["fractions"]) == ["0.34", "1.0"]
+    sub, exact = result["fractions"]["0.34"], result["fractions"]["1.0"]
+    assert (sub["tasks"], exact["tasks"]) == (1, 3)  # round(0.34 * 3) tasks, then all 3
+    assert len(result["per_batch"]["1.0"]) == 2
+    for row in result["per_batch"]["1.0"]:
+        # the exact step against itself; an accepted step gains and stays in the trust region
+        assert row["cosine"] == pytest.approx(1.0) or not row["accepted"]
+        assert row["gain"] > 0 and 0 < row["kl"] <= 0.01 or not row["accepted"]
+    assert exact["gain_ratio"] == pytest.approx(1.0) or exact["gain"] <= 0
+    # the run is read, never written
+    assert before == {f.name: f.read_bytes() for f in run.iterdir() if f.suffix == ".pt"}
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--fractions", "0"], "--fractions: got '0', expected numbers in (0, 1]"),
+        (["--fractions", "half"], "--fractions: got 'half'"),
+        (["--batches", "0"], "--batches: got 0"),
+        ([], "bench curvature needs --run"),
+    ],
+)
+def test_bench_curvature_bad_arguments_are_one_line_errors(tmp_path, capsys, args, phrase):
+    run = ["--run", str(tmp_path)] if args else []
+    assert main(["bench", "curvature", *run, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert phrase in err and len(err.splitlines()) == 1
+
+
+def test_bench_curvature_refuses_a_learner_without_a_trpo_step(tmp_path, capsys):
+    config = tmp_path / "promp.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "algorithm": "promp", "iterations": 1}))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "curvature", "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs a MAML-TRPO checkpoint" in err and "promp" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("flag", "value"), [("--threads", "0"), ("--threads", "two"), ("--num-envs", "0"), ("--rounds", "0")]
 )

@@ -24,7 +24,7 @@ from metarl.episodes import Episodes
 from metarl.learners.base import document
 from metarl.learners.registry import register
 from metarl.learners.rl import InnerBatch, RLLearner
-from metarl.optim.trpo import trpo_step
+from metarl.optim.trpo import TRPOResult, trpo_step
 from metarl.policies import Params
 
 __all__ = ["InnerBatch", "MAMLTRPO"]
@@ -87,13 +87,18 @@ class MAMLTRPO(RLLearner):
 
         return kl
 
-    def meta_step(
-        self, batches: list[InnerBatch], valid: Episodes, adapted: Params, rng: np.random.Generator
-    ) -> dict[str, float]:
-        """TRPO on the post-adaptation surrogate, its KL Hessian from all tasks or a subsample."""
+    def trpo_meta_step(
+        self,
+        batches: list[InnerBatch],
+        valid: Episodes,
+        adapted: Params,
+        fraction: float,
+        rng: np.random.Generator,
+    ) -> tuple[TRPOResult, int]:
+        """One TRPO step on θ whose KL Hessian comes from ``fraction`` of the tasks (drawn with
+        ``rng``; all of them at 1.0); returns what the step did and how many tasks shaped it."""
         c = self.config
         curvature = None
-        fraction = curvature_fraction(c, self.device.type)
         n_sub = max(1, round(fraction * c.meta_batch_size))
         if n_sub < c.meta_batch_size:
             chosen = np.sort(rng.choice(c.meta_batch_size, n_sub, replace=False))
@@ -109,6 +114,14 @@ class MAMLTRPO(RLLearner):
             ls_backtrack_ratio=c.trpo.ls_backtrack_ratio,
             curvature_kl=curvature,
         )
+        return result, n_sub
+
+    def meta_step(
+        self, batches: list[InnerBatch], valid: Episodes, adapted: Params, rng: np.random.Generator
+    ) -> dict[str, float]:
+        """TRPO on the post-adaptation surrogate, its KL Hessian from all tasks or a subsample."""
+        fraction = curvature_fraction(self.config, self.device.type)
+        result, n_sub = self.trpo_meta_step(batches, valid, adapted, fraction, rng)
         if not result.accepted:
             self.last_failure = result.reason
         return {
