@@ -626,15 +626,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 #: ``trpo.curvature_tasks: auto`` on the CPU: exact up to this many env steps in a batch of
-#: episodes (navigation's 20 × 20 × 100), else this fraction of the tasks (cheetah's 40 × 20 ×
-#: 200 would cost about 8 s per meta-step on 16 cores exactly, about 1.5 s with 10%).
+#: episodes (navigation's 20 × 20 × 100), else this fraction of the tasks. Cheetah's 40 × 20 ×
+#: 200 exactly costs 3–4× the meta-step of 10 of its tasks; at trained checkpoints 10 tasks
+#: got 62–87% of the exact step's surrogate gain and 4 tasks only 39–62%, in about the same time
+#: (``metarl bench curvature``; the README's benchmarks).
 AUTO_EXACT_CPU_STEPS = 50_000
-AUTO_CPU_FRACTION = 0.1
+AUTO_CPU_FRACTION = 0.25
 
 
 def curvature_fraction(config: Config, device_type: str) -> float:
     """The fraction of tasks whose KL Hessian shapes the TRPO step, ``auto`` resolved for
-    ``device_type``: on a GPU the exact Hessian costs about what a 10% subsample costs."""
+    ``device_type``: on a GPU the exact Hessian costs about what a subsample costs."""
     value = config.trpo.curvature_tasks
     if value != "auto":
         return float(value)

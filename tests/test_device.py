@@ -122,10 +122,10 @@ def test_auto_curvature_is_exact_on_a_gpu_and_where_the_cpu_can_afford_it():
     cheetah = Config(meta_batch_size=40, episodes_per_task=20, horizon=200)
     nav = Config(meta_batch_size=20, episodes_per_task=20, horizon=100)
     assert cheetah.trpo.curvature_tasks == "auto"
-    assert curvature_fraction(cheetah, "cpu") == 0.1 and curvature_fraction(cheetah, "cuda") == 1.0
+    assert curvature_fraction(cheetah, "cpu") == 0.25 and curvature_fraction(cheetah, "cuda") == 1.0
     assert curvature_fraction(nav, "cpu") == 1.0 and curvature_fraction(nav, "cuda") == 1.0
-    cheetah.trpo.curvature_tasks = 0.25  # an explicit value is kept on every device
-    assert curvature_fraction(cheetah, "cpu") == 0.25 and curvature_fraction(cheetah, "cuda") == 0.25
+    cheetah.trpo.curvature_tasks = 0.5  # an explicit value is kept on every device
+    assert curvature_fraction(cheetah, "cpu") == 0.5 and curvature_fraction(cheetah, "cuda") == 0.5
 
 
 # --- where CUDA exists ---------------------------------------------------------------------------
