@@ -474,8 +474,8 @@ def bench_curvature(
     of a trained MAML-TRPO checkpoint: on each of ``batches`` meta-batches, one TRPO step from
     that θ per fraction, recording the surrogate gain, the KL, the line-search evaluations, the
     meta-step's seconds and the step's cosine with the largest fraction's step (means over the
-    batches; the cosine over accepted steps only). Which fraction
-    pays depends on how far training is, so give the checkpoint of the stage that matters."""
+    batches; the cosine over accepted steps only). Which fraction pays depends on how far
+    training is, so give the checkpoint of the stage that matters."""
     from metarl.learners.base import load
     from metarl.learners.maml_trpo import MAMLTRPO
     from metarl.optim.trpo import flat

@@ -397,8 +397,6 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "curvature":
         if not args.run:
             raise MetarlError("bench curvature needs --run RUN_DIR_OR_CHECKPOINT (a MAML-TRPO run)")
-        if args.batches < 1:
-            raise MetarlError(f"--batches: got {args.batches}, expected a positive integer")
         result = bench.bench_curvature(
             args.run,
             _fractions(args.fractions),
