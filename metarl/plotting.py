@@ -313,7 +313,10 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
         ax.set_ylabel("return (moving average of 5)")
         ax.set_title("training")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if len(runs) > 1:  # four or more curves: below the panel, where it hides none of them
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small")
+        else:
+            ax.legend()
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
