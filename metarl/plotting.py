@@ -284,7 +284,12 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
         ax = axes.pop(0)
         if seeds:
             results = pool_seeds(results)
-            labels = [r["method"] + (f" ({r['seeds']} seeds)" if r["seeds"] > 1 else "") for r in results]
+            # A pooled method's bars are the s.e. across its seeds, the others' across tasks; the
+            # legend says which, as the axis label has no room for both.
+            labels = [
+                r["method"] + (f" ({r['seeds']} seeds; ± s.e. across seeds)" if r["seeds"] > 1 else "")
+                for r in results
+            ]
         else:
             labels = result_labels(results)
         for r, label in zip(results, labels, strict=True):
@@ -294,14 +299,12 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
             ax.errorbar(r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=label)
         ax.set_xlabel("adaptation steps")
         metric = results[0].get("metric", "return")
-        spread = "s.e."
-        if seeds and any(r["seeds"] > 1 for r in results):
-            spread = "s.e. across training seeds; across tasks for one seed"
-        ax.set_ylabel(f"mean {metric} (± {spread})")
+        ax.set_ylabel(f"mean {metric} (± s.e.)")
         ax.set_xticks(sorted({k for r in results for k in r["steps"]}))
         ax.set_title(title or ", ".join(sorted({r.get("env_id", "") for r in results})))
         ax.grid(alpha=0.3)
-        ax.legend()
+        # Below the panel: inside it, "best" placement still covers points when the curves span it.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", ncol=2)
     if runs:
         ax = axes.pop(0)
         for path, curves in runs:

@@ -211,17 +211,17 @@ def test_plot_seeds_draws_each_method_once_with_the_spread_across_seeds(tmp_path
     ]
     assert main(["plot", "--seeds", *map(str, paths), "--out", str(tmp_path / "fig.png")]) == 0
     ax = drawn[0]
-    assert ax.get_legend_handles_labels()[1] == ["maml_trpo (3 seeds)", "pretrained"]
+    assert ax.get_legend_handles_labels()[1] == ["maml_trpo (3 seeds; ± s.e. across seeds)", "pretrained"]
     maml = ax.containers[0]  # the error-bar container: line, caps, bars
     np.testing.assert_allclose(np.asarray(maml.lines[0].get_ydata(), float), [3.0, 7.0])
     bars = maml.lines[2][0].get_segments()
     # s.e. across the three seeds: 1 / sqrt(3) at step 0, 2 / sqrt(3) at step 1
     np.testing.assert_allclose([b[1, 1] - b[0, 1] for b in bars], [2 / np.sqrt(3), 4 / np.sqrt(3)])
-    assert "across training seeds; across tasks for one seed" in ax.get_ylabel()
+    assert ax.get_ylabel() == "mean return (± s.e.)"
 
-    drawn.clear()  # one seed per method: the bars are the s.e. across tasks, and the label says so
+    drawn.clear()  # one seed per method: the bars are the s.e. across tasks, and no label claims seeds
     assert main(["plot", "--seeds", *map(str, paths[2:]), "--out", str(tmp_path / "fig.png")]) == 0
-    assert drawn[0].get_ylabel().endswith("(± s.e.)")
+    assert drawn[0].get_legend_handles_labels()[1] == ["maml_trpo", "pretrained"]
 
 
 def test_compare_seeds_refuses_two_results_of_one_training_seed(tmp_path, capsys):
