@@ -278,6 +278,8 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
     panels = int(bool(results)) + int(bool(runs))
     if panels == 0:
         raise MetarlError("plot needs at least one evaluate JSON or run directory")
+    if seeds:
+        results = pool_seeds(results)
     # The legends sit below the panels; grow the figure with the longest so the axes keep their size.
     legend_rows = max((len(results) + 1) // 2, 2 * len(runs) if len(runs) > 1 else 0)
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.4 + 0.22 * legend_rows), squeeze=False)
@@ -285,7 +287,6 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
     if results:
         ax = axes.pop(0)
         if seeds:
-            results = pool_seeds(results)
             # A pooled method's bars are the s.e. across its seeds, the others' across tasks; the
             # legend says which, as the axis label has no room for both.
             labels = [
