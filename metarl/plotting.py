@@ -258,6 +258,10 @@ def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pooled
 
 
+# A legend under its panel, where it hides no curve.
+_LEGEND_BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.2), "fontsize": "small"}
+
+
 def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, seeds: bool = False) -> Path:
     """Write a PNG: return against adaptation steps for every evaluate result, with standard
     error bars, and the training curves of every run directory, side by side. ``seeds`` draws
@@ -307,7 +311,7 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
         ax.set_title(title or ", ".join(sorted({r.get("env_id", "") for r in results})))
         ax.grid(alpha=0.3)
         # Below the panel: inside it, "best" placement still covers points when the curves span it.
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", ncol=2)
+        ax.legend(**_LEGEND_BELOW, ncol=2)
     if runs:
         ax = axes.pop(0)
         for path, curves in runs:
@@ -320,7 +324,7 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
         ax.set_title("training")
         ax.grid(alpha=0.3)
         if len(runs) > 1:  # four or more curves: below the panel, where it hides none of them
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small")
+            ax.legend(**_LEGEND_BELOW)
         else:
             ax.legend()
     fig.tight_layout()
