@@ -13,8 +13,10 @@
 #
 # Every stage is skipped when its output exists, and a stopped meta-training run is continued
 # with --resume (to ITERATIONS, so a larger ITERATIONS extends finished runs), so the script can
-# be interrupted and run again. RUNS and RESULTS move the run directories (default runs/) and
-# the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds --set overrides
+# be interrupted and run again. The run directories go to experiments/runs/<task>/, inside the
+# repository, so that they can be committed with the results: their TensorBoard curves are then
+# published, and a stopped run continues from any clone. RUNS and RESULTS move the run
+# directories and the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds --set overrides
 # for the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
 set -euo pipefail
 
@@ -26,7 +28,7 @@ ppo_steps=${PPO_STEPS:-1000000}
 tasks=${TASKS:-40}  # held-out tasks; the paper's protocol uses 40
 learners=${LEARNERS:-maml_trpo}
 read -r -a seeds <<<"${SEEDS:-0 1 2}"
-runs=${RUNS:-runs}/$task
+runs=${RUNS:-experiments/runs}/$task
 results=${RESULTS:-experiments/results/$task}
 read -r -a extra <<<"${EXTRA:-}"
 mkdir -p "$runs" "$results"
@@ -60,4 +62,6 @@ done
 paper=()  # the tasks of the paper's Figure 5 also get scores against its random and oracle
 case $task in halfcheetah_vel | halfcheetah_dir | ant_vel | ant_dir | navigation_2d) paper=(--paper) ;; esac
 metarl compare --seeds "${paper[@]}" "$results"/*.json | tee "$results/compare.txt"
-metarl plot --seeds "$results"/*.json --out "$results/$task.png"
+trained=()  # the learners' run directories give the figure its training curves
+for learner in $learners; do trained+=("$runs/${learner}"_seed*); done
+metarl plot --seeds "$results"/*.json "${trained[@]}" --out "$results/$task.png"
