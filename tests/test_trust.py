@@ -287,8 +287,9 @@ def test_the_oracle_of_a_users_env_evaluates_from_its_module(tmp_path, capsys, m
 def test_every_published_checkpoint_loads_without_unpickling():
     from metarl.checkpoint import load_checkpoint
 
-    published = sorted((ROOT / "experiments" / "results").rglob("*.pt"))
-    assert published
+    # The results' checkpoints and those of the committed run directories behind them.
+    published = sorted((ROOT / "experiments").rglob("*.pt"))
+    assert any("results" in p.parts for p in published)
     for path in published:
         state = load_checkpoint(path)
         assert state["policy"] and state["config"]["env"]
