@@ -16,8 +16,8 @@
 # be interrupted and run again. The run directories go to experiments/runs/<task>/, inside the
 # repository, so that they can be committed with the results: their TensorBoard curves are then
 # published, and a stopped run continues from any clone. RUNS and RESULTS move the run
-# directories and the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds --set overrides
-# for the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
+# directories and the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds
+# --set overrides for the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
 set -euo pipefail
 
 task=${1:?usage: bash experiments/figure5.sh TASK (the name of a config in experiments/)}
