@@ -3,8 +3,9 @@
 # any other learners named in LEARNERS) from every training seed in SEEDS, build the random,
 # pretrained and oracle baselines, evaluate everything on the same 40 held-out tasks after 0-3
 # adaptation steps, and write the JSONs, the comparison tables (per run, each method's mean
-# ± standard error across seeds, and both against the paper's random and oracle), the figure
-# and the first seed's best checkpoints to experiments/results/<task>/.
+# ± standard error across seeds, both against the paper's random and oracle, and for the
+# direction tasks the returns per direction), the figure and the first seed's best
+# checkpoints to experiments/results/<task>/.
 #
 #   bash experiments/figure5.sh halfcheetah_vel                 # the paper's 500 iterations, seeds 0 1 2
 #   SEEDS="0 1 2 3 4" LEARNERS="maml_trpo fomaml promp" bash experiments/figure5.sh navigation_2d
@@ -59,9 +60,10 @@ for kind in random pretrained oracle; do
     metarl evaluate "$run" --tasks "$tasks" --steps 3 --json "$results/$kind.json"
 done
 
-paper=()  # the tasks of the paper's Figure 5 also get scores against its random and oracle
-case $task in halfcheetah_vel | halfcheetah_dir | ant_vel | ant_dir | navigation_2d) paper=(--paper) ;; esac
-metarl compare --seeds "${paper[@]}" "$results"/*.json | tee "$results/compare.txt"
+flags=()  # the tasks of the paper's Figure 5 also get scores against its random and oracle
+case $task in halfcheetah_vel | halfcheetah_dir | ant_vel | ant_dir | navigation_2d) flags=(--paper) ;; esac
+case $task in *_dir) flags+=(--by-task) ;; esac  # and the direction tasks their returns per direction
+metarl compare --seeds "${flags[@]}" "$results"/*.json | tee "$results/compare.txt"
 trained=()  # the learners' run directories give the figure its training curves
 for learner in $learners; do trained+=("$runs/${learner}"_seed*); done
 metarl plot --seeds "$results"/*.json "${trained[@]}" --out "$results/$task.png"

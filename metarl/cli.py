@@ -323,10 +323,11 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from metarl.plotting import compare_table, load_results, paper_table, seed_table
+    from metarl.plotting import compare_table, load_results, paper_table, seed_table, task_table
 
     results = load_results(args.results)
     paper = paper_table(results, seeds=args.seeds) if args.paper else None
+    by_task = task_table(results) if args.by_task else None
     print(compare_table(results))
     if args.seeds:
         print()
@@ -334,6 +335,9 @@ def _compare(args: argparse.Namespace) -> int:
     if paper:
         print()
         print(paper)
+    if by_task:
+        print()
+        print(by_task)
     return 0
 
 
@@ -505,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--paper",
         action="store_true",
         help="also score the results against the MAML paper's random and oracle, beside the paper's scores",
+    )
+    cmp.add_argument(
+        "--by-task",
+        action="store_true",
+        help="also split each result by its held-out tasks' values (families with few, such as cheetah-dir)",
     )
     cmp.set_defaults(func=_compare)
 

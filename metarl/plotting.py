@@ -219,6 +219,58 @@ def compare_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+MAX_TASK_GROUPS = 10
+
+
+def task_table(results: list[dict[str, Any]]) -> str:
+    """Plain-text table of each result split by its held-out tasks' values: one row per result
+    and distinct task (cheetah-dir's two directions, a bandit's arms), with how many of the
+    held-out tasks it covers and the mean return ± standard error over them after each step.
+    It shows what a mean over the whole task distribution hides, such as a policy that adapts
+    well to one direction only. Needs the ``tasks`` and ``per_task_returns`` that ``evaluate
+    --json`` writes, and a family whose tasks take at most :data:`MAX_TASK_GROUPS` values."""
+    labels = result_labels(results)
+    steps = max(len(r["steps"]) for r in results)
+    header = ["method", "task", "tasks"] + [f"step {k}" for k in range(steps)]
+    rows = []
+    for label, r in zip(labels, results, strict=True):
+        name = repr(r.get("path", label))
+        tasks, returns = r.get("tasks"), r.get("per_task_returns")
+        if not isinstance(tasks, list) or not isinstance(returns, list) or not tasks:
+            raise MetarlError(
+                f"compare --by-task: {name} has no per-task returns (evaluate --json writes "
+                "'tasks' and 'per_task_returns')"
+            )
+        width = len(r["mean_return"])
+        rows_ok = all(isinstance(x, list) and len(x) == width and all(map(_json_number, x)) for x in returns)
+        if len(returns) != len(tasks) or not rows_ok:
+            raise MetarlError(
+                f"compare --by-task: {name}: 'per_task_returns' must hold one list of {width} numbers "
+                f"per task ({len(tasks)} tasks)"
+            )
+        groups: dict[str, list[list[float]]] = {}
+        for task, row in zip(tasks, returns, strict=True):
+            groups.setdefault(str(task), []).append(row)
+        if len(groups) > MAX_TASK_GROUPS:
+            raise MetarlError(
+                f"compare --by-task: the {len(tasks)} tasks of {name} take {len(groups)} different "
+                f"values; splitting needs at most {MAX_TASK_GROUPS} (cheetah-dir's two directions, say)"
+            )
+        for task in sorted(groups):
+            members = groups[task]
+            row = [label, task, str(len(members))]
+            for k in range(steps):
+                if k < width:
+                    mean, stderr = _mean_and_stderr([m[k] for m in members])
+                    row.append(f"{mean:.2f} ± {stderr:.2f}")
+                else:
+                    row.append("")
+            rows.append(row)
+    lines = ["return by held-out task, mean ± standard error over that task's draws"]
+    lines += _format_rows(header, rows)
+    return "\n".join(lines)
+
+
 def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
     """Mean of ``values`` and its standard error (sample standard deviation / √n; 0 for one)."""
     import math

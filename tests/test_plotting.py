@@ -276,3 +276,33 @@ def test_compare_paper_refuses_families_the_paper_lacks_in_one_line(tmp_path, ca
     assert main(["compare", "--paper", *map(str, paths)]) == 2
     captured = capsys.readouterr()
     assert phrase in captured.err and len(captured.err.strip().splitlines()) == 1 and not captured.out
+
+
+def test_compare_by_task_splits_each_result_by_its_tasks_values(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "maml_trpo.json"
+    tasks = ["DirectionTask(direction=-1)", "DirectionTask(direction=1)"] * 2
+    per_task = [[10.0, 400.0], [-150.0, 50.0], [20.0, 500.0], [-170.0, 70.0]]
+    record = {"env_id": "metarl/HalfCheetahDir-v0", "method": "maml_trpo", "num_tasks": 4, "steps": [0, 1]}
+    means = np.mean(per_task, axis=0).tolist()
+    record.update(mean_return=means, stderr=[1.0, 1.0], tasks=tasks, per_task_returns=per_task)
+    path.write_text(json.dumps(record))
+    assert main(["compare", str(path), "--by-task"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    backward = next(line for line in lines if "direction=-1" in line)
+    forward = next(line for line in lines if "direction=1)" in line)
+    # mean ± s.e. over that direction's two tasks: (10, 20) and (400, 500); (−150, −170) and (50, 70)
+    assert backward.split()[2] == "2" and "15.00 ± 5.00" in backward and "450.00 ± 50.00" in backward
+    assert "-160.00 ± 10.00" in forward and "60.00 ± 10.00" in forward
+
+    # tasks with too many distinct values, or no per-task returns: one line, exit 2
+    many = json.loads(path.read_text())
+    many["tasks"] = [f"VelocityTask(velocity={v})" for v in range(4)]
+    (tmp_path / "many.json").write_text(json.dumps(many))
+    monkeypatch.setattr("metarl.plotting.MAX_TASK_GROUPS", 3)
+    assert main(["compare", str(tmp_path / "many.json"), "--by-task"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "take 4 different values" in err and len(err.splitlines()) == 1
+    bare = _result(tmp_path, "fomaml", [-30.0, -20.0])
+    assert main(["compare", str(bare), "--by-task"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no per-task returns" in err and len(err.splitlines()) == 1
