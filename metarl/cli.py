@@ -322,6 +322,14 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from metarl.summary import format_summary, run_summary
+
+    summaries = [run_summary(run) for run in args.runs]  # every error before any output
+    print("\n\n".join(format_summary(s) for s in summaries))
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from metarl.plotting import compare_table, load_results, paper_table, seed_table, task_table
 
@@ -516,6 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also split each result by its held-out tasks' values (families with few, such as cheetah-dir)",
     )
     cmp.set_defaults(func=_compare)
+
+    sm = sub.add_parser(
+        "summary", help="a run's iterations, best checkpoint, env steps and training time", parents=[common]
+    )
+    sm.add_argument("runs", nargs="+", metavar="RUN_DIR", help="meta-training run directories")
+    sm.set_defaults(func=_summary)
 
     bench = sub.add_parser(
         "bench",

@@ -1,0 +1,132 @@
+"""What a meta-training run cost and where it stands, from its run directory alone: iterations
+done, the checkpoint ``best.pt`` holds and its score, env steps, and the training time summed
+from the per-iteration times the run logged to TensorBoard (the figures a results table needs)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from metarl.errors import MetarlError
+from metarl.runs import BEST, CHECKPOINT
+
+# The parts of an iteration the learners time, as (TensorBoard tag, label).
+PARTS = (
+    ("time/sampling_s", "sampling"),
+    ("time/adaptation_s", "adaptation"),
+    ("time/meta_step_s", "meta-step"),
+)
+
+
+def _scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar the run logged, as tag → {iteration: value}. A resumed run logs again the
+    iterations after its last checkpoint; the later value of a step is the one kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars: dict[str, dict[int, float]] = {}
+    for tag in events.Tags().get("scalars", []):
+        by_step: dict[int, float] = {}
+        for event in sorted(events.Scalars(tag), key=lambda e: e.wall_time):
+            by_step[event.step] = event.value
+        scalars[tag] = by_step
+    return scalars
+
+
+def run_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The summary of one meta-training run directory, as a dict: ``env``, ``algorithm``,
+    ``seed``, ``iteration`` (done) and ``iterations`` (configured), ``best_iteration``,
+    ``best_by`` and ``best_score`` (``best.pt``'s), ``env_steps`` and ``best_env_steps``,
+    ``time_s`` and ``best_time_s`` (the logged iteration and validation times summed over all
+    iterations, and up to ``best.pt``'s), and ``median_s`` (the median of each logged time, by
+    part: ``iteration``, ``sampling``, ``adaptation``, ``meta-step``, ``validation``). Values the
+    run did not log are None. Anything but a run directory with a checkpoint is a one-line
+    :class:`MetarlError`."""
+    from metarl.checkpoint import load_checkpoint
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise MetarlError(f"{str(path)!r} is not a run directory (metarl summary takes run directories)")
+    if not (path / CHECKPOINT).is_file():
+        raise MetarlError(
+            f"{str(path)!r} has no {CHECKPOINT}: not a run directory, or its first iteration is not done"
+        )
+    latest = load_checkpoint(path / CHECKPOINT)
+    if "method" in latest or "iteration" not in latest:
+        what = f"the {latest.get('method')} baseline" if "method" in latest else "no training iterations"
+        raise MetarlError(f"{str(path)!r} holds {what}, not a meta-training run: summary covers those")
+    best = load_checkpoint(path / BEST) if (path / BEST).is_file() else {}
+    config = latest["config"]
+    scalars = _scalars(path)
+    best_iteration = best.get("iteration")
+
+    def summed(upto: int | None) -> float | None:
+        times = [scalars.get(t, {}) for t in ("time/iteration_s", "time/validation_s")]
+        if not times[0] or upto is None:
+            return None
+        return sum(v for series in times for step, v in series.items() if step <= upto)
+
+    medians: dict[str, float | None] = {}
+    for tag, label in (("time/iteration_s", "iteration"), *PARTS, ("time/validation_s", "validation")):
+        values = list(scalars.get(tag, {}).values())
+        medians[label] = statistics.median(values) if values else None
+    return {
+        "run": str(path),
+        "env": config.get("env"),
+        "algorithm": config.get("algorithm"),
+        "seed": config.get("seed"),
+        "iteration": latest["iteration"],
+        "iterations": config.get("iterations"),
+        "best_iteration": best_iteration,
+        "best_by": best.get("best_by"),
+        "best_score": best.get("best_return"),
+        "env_steps": latest.get("env_steps") or None,
+        "best_env_steps": best.get("env_steps") or None,
+        "time_s": summed(latest["iteration"]),
+        "best_time_s": summed(best_iteration),
+        "median_s": medians,
+    }
+
+
+def _duration(seconds: float) -> str:
+    """``2 h 19 min``, ``12 min 5 s`` or ``41.3 s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = round(seconds) // 60
+    if minutes < 60:
+        return f"{minutes} min {round(seconds) % 60} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _steps(count: int) -> str:
+    return f"{count / 1e6:.1f} M" if count >= 1e6 else f"{count:,}"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """:func:`run_summary` as a few aligned lines of text."""
+    s = summary
+    lines = [f"{s['run']}: {s['algorithm']} on {s['env']}, seed {s['seed']}"]
+    rows = [("iterations", f"{s['iteration']} of {s['iterations']}")]
+    if s["best_iteration"] is not None:
+        by = "validation score" if s["best_by"] == "validation" else "training return after adaptation"
+        rows.append(("best.pt", f"iteration {s['best_iteration']}, {by} {s['best_score']:.4g}"))
+    if s["env_steps"]:
+        to_best = f" ({_steps(s['best_env_steps'])} to best.pt)" if s["best_env_steps"] else ""
+        rows.append(("env steps", _steps(s["env_steps"]) + to_best))
+    if s["time_s"] is not None:
+        to_best = f" ({_duration(s['best_time_s'])} to best.pt)" if s["best_time_s"] is not None else ""
+        rows.append(
+            ("training time", f"{_duration(s['time_s'])}{to_best}, the logged iteration times summed")
+        )
+    medians = s["median_s"]
+    if medians.get("iteration") is not None:
+        parts = [f"{label} {medians[label]:.1f} s" for _, label in PARTS if medians.get(label) is not None]
+        text = f"{medians['iteration']:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
+        if medians.get("validation") is not None:
+            text += f"; a validation {medians['validation']:.1f} s"
+        rows.append(("median iteration", text))
+    width = max(len(name) for name, _ in rows)
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)
