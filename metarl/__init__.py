@@ -35,6 +35,7 @@ from metarl.learners import FOMAML, MAMLTRPO, Learner, ProMP, Reptile, learner_c
 from metarl.policies import AdaptedPolicy, CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.sampling import EpisodeSampler, make_sampler
 from metarl.sampling.local import Sampler, make_vector_env
+from metarl.summary import run_summary
 from metarl.supervised import IMAML, MAML
 from metarl.tasks import check_task_env, get_tasks, set_tasks
 from metarl.trainer import Trainer, learner_from_config
@@ -87,6 +88,7 @@ __all__ = [
     "make_sampler",
     "make_vector_env",
     "register",
+    "run_summary",
     "set_tasks",
     "supervised",
 ]
