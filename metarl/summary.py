@@ -100,6 +100,10 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value >= 1 else f"{value * 1000:.1f} ms"
+
+
 def _steps(count: int) -> str:
     return f"{count / 1e6:.1f} M" if count >= 1e6 else f"{count:,}"
 
@@ -110,7 +114,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"{s['run']}: {s['algorithm']} on {s['env']}, seed {s['seed']}"]
     rows = [("iterations", f"{s['iteration']} of {s['iterations']}")]
     if s["best_iteration"] is not None:
-        by = "validation score" if s["best_by"] == "validation" else "training return after adaptation"
+        supervised = str(s["env"]).startswith("supervised/")
+        if s["best_by"] == "validation":
+            by = "validation score (minus the query loss)" if supervised else "validation return"
+        else:
+            by = "training score" if supervised else "training return after adaptation"
         rows.append(("best.pt", f"iteration {s['best_iteration']}, {by} {s['best_score']:.4g}"))
     if s["env_steps"]:
         to_best = f" ({_steps(s['best_env_steps'])} to best.pt)" if s["best_env_steps"] else ""
@@ -122,10 +130,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     medians = s["median_s"]
     if medians.get("iteration") is not None:
-        parts = [f"{label} {medians[label]:.1f} s" for _, label in PARTS if medians.get(label) is not None]
-        text = f"{medians['iteration']:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
+        parts = [
+            f"{label} {_seconds(medians[label])}" for _, label in PARTS if medians.get(label) is not None
+        ]
+        text = _seconds(medians["iteration"]) + (f" ({', '.join(parts)})" if parts else "")
         if medians.get("validation") is not None:
-            text += f"; a validation {medians['validation']:.1f} s"
+            text += f"; a validation {_seconds(medians['validation'])}"
         rows.append(("median iteration", text))
     width = max(len(name) for name, _ in rows)
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]

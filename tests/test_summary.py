@@ -46,7 +46,7 @@ def test_summary_reports_the_checkpoints_and_the_logged_times(run, capsys):
 
     assert main(["summary", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "seed 0" in out and "4 of 4" in out and f"iteration {upto}, validation score" in out
+    assert "seed 0" in out and "4 of 4" in out and f"iteration {upto}, validation return" in out
 
 
 def test_a_step_logged_again_after_a_resume_counts_once(run, tmp_path):
