@@ -224,11 +224,12 @@ MAX_TASK_GROUPS = 10
 
 def task_table(results: list[dict[str, Any]]) -> str:
     """Plain-text table of each result split by its held-out tasks' values: one row per result
-    and distinct task (cheetah-dir's two directions, a bandit's arms), with how many of the
-    held-out tasks it covers and the mean return ± standard error over them after each step.
-    It shows what a mean over the whole task distribution hides, such as a policy that adapts
-    well to one direction only. Needs the ``tasks`` and ``per_task_returns`` that ``evaluate
-    --json`` writes, and a family whose tasks take at most :data:`MAX_TASK_GROUPS` values."""
+    and distinct task (cheetah-dir's two directions, say), with how many of the held-out tasks
+    it covers and the mean return ± standard error over them after each step (the mean alone
+    for a single task). It shows what a mean over the whole task distribution hides, such as a
+    policy that adapts well to one direction only. Needs the ``tasks`` and ``per_task_returns``
+    that ``evaluate --json`` writes for RL runs, and a family whose tasks take at most
+    :data:`MAX_TASK_GROUPS` values."""
     labels = result_labels(results)
     steps = max(len(r["steps"]) for r in results)
     header = ["method", "task", "tasks"] + [f"step {k}" for k in range(steps)]
@@ -236,18 +237,27 @@ def task_table(results: list[dict[str, Any]]) -> str:
     for label, r in zip(labels, results, strict=True):
         name = repr(r.get("path", label))
         tasks, returns = r.get("tasks"), r.get("per_task_returns")
-        if not isinstance(tasks, list) or not isinstance(returns, list) or not tasks:
+        if tasks is None or returns is None:
             raise MetarlError(
-                f"compare --by-task: {name} has no per-task returns (evaluate --json writes "
-                "'tasks' and 'per_task_returns')"
+                f"compare --by-task: {name} has no per-task returns ('tasks' and 'per_task_returns', "
+                "which evaluate --json writes for RL runs)"
+            )
+        if not isinstance(tasks, list) or not tasks:
+            raise MetarlError(
+                f"compare --by-task: {name}: 'tasks' must be a non-empty list, got {_json_short(tasks)}"
             )
         width = len(r["mean_return"])
-        rows_ok = all(isinstance(x, list) and len(x) == width and all(map(_json_number, x)) for x in returns)
-        if len(returns) != len(tasks) or not rows_ok:
+        if not isinstance(returns, list) or len(returns) != len(tasks):
             raise MetarlError(
-                f"compare --by-task: {name}: 'per_task_returns' must hold one list of {width} numbers "
-                f"per task ({len(tasks)} tasks)"
+                f"compare --by-task: {name}: 'per_task_returns' must be a list with one entry per task "
+                f"({len(tasks)}), got {_json_short(returns)}"
             )
+        for i, x in enumerate(returns):
+            if not isinstance(x, list) or len(x) != width or not all(map(_json_number, x)):
+                raise MetarlError(
+                    f"compare --by-task: {name}: 'per_task_returns'[{i}] must be a list of {width} numbers "
+                    f"(one per step), got {_json_short(x)}"
+                )
         groups: dict[str, list[list[float]]] = {}
         for task, row in zip(tasks, returns, strict=True):
             groups.setdefault(str(task), []).append(row)
@@ -260,11 +270,11 @@ def task_table(results: list[dict[str, Any]]) -> str:
             members = groups[task]
             row = [label, task, str(len(members))]
             for k in range(steps):
-                if k < width:
-                    mean, stderr = _mean_and_stderr([m[k] for m in members])
-                    row.append(f"{mean:.2f} ± {stderr:.2f}")
-                else:
+                if k >= width:
                     row.append("")
+                    continue
+                mean, stderr = _mean_and_stderr([m[k] for m in members])
+                row.append(f"{mean:.2f} ± {stderr:.2f}" if len(members) > 1 else f"{mean:.2f}")
             rows.append(row)
     lines = ["return by held-out task, mean ± standard error over that task's draws"]
     lines += _format_rows(header, rows)

@@ -24,26 +24,41 @@ def _scalars(run_dir: Path) -> dict[str, dict[int, float]]:
     iterations after its last checkpoint; the later value of a step is the one kept."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    scalars: dict[str, dict[int, float]] = {}
-    for tag in events.Tags().get("scalars", []):
-        by_step: dict[int, float] = {}
-        for event in sorted(events.Scalars(tag), key=lambda e: e.wall_time):
-            by_step[event.step] = event.value
-        scalars[tag] = by_step
+    try:
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        events.Reload()
+        scalars: dict[str, dict[int, float]] = {}
+        for tag in events.Tags().get("scalars", []):
+            by_step: dict[int, float] = {}
+            for event in sorted(events.Scalars(tag), key=lambda e: e.wall_time):
+                by_step[event.step] = event.value
+            scalars[tag] = by_step
+    except Exception as exc:  # the reader raises OSErrors and its own parse errors
+        raise MetarlError(f"cannot read the TensorBoard events in {str(run_dir)!r} ({exc})") from None
     return scalars
+
+
+def _number(state: dict[str, Any], key: str, file: Path, integer: bool = True) -> Any:
+    """``state[key]`` if it is a number (an integer where ``integer``), None if missing, else a
+    one-line error naming the file, the key and the value."""
+    value = state.get(key)
+    kind = int if integer else (int, float)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        what = "an integer" if integer else "a number"
+        raise MetarlError(f"{str(file)!r}: {key!r} must be {what}, got {value!r}")
+    return value
 
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
     """The summary of one meta-training run directory, as a dict: ``env``, ``algorithm``,
     ``seed``, ``iteration`` (done) and ``iterations`` (configured), ``best_iteration``,
     ``best_by`` and ``best_score`` (``best.pt``'s), ``env_steps`` and ``best_env_steps``,
-    ``time_s`` and ``best_time_s`` (the logged iteration and validation times summed over all
-    iterations, and up to ``best.pt``'s), and ``median_s`` (the median of each logged time, by
-    part: ``iteration``, ``sampling``, ``adaptation``, ``meta-step``, ``validation``). Values the
-    run did not log are None. Anything but a run directory with a checkpoint is a one-line
-    :class:`MetarlError`."""
+    ``time_s`` and ``best_time_s`` (the logged iteration and validation times summed over the
+    iterations done, and up to ``best.pt``'s), ``logged_iterations`` (how many of the iterations
+    done logged their time: fewer means the sums are partial), and ``median_s`` (the median of
+    each logged time, by part: ``iteration``, ``sampling``, ``adaptation``, ``meta-step``,
+    ``validation``). Values the run did not log are None. Anything but a run directory with a
+    checkpoint is a one-line :class:`MetarlError`."""
     from metarl.checkpoint import load_checkpoint
 
     path = Path(run_dir)
@@ -58,34 +73,38 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         what = f"the {latest.get('method')} baseline" if "method" in latest else "no training iterations"
         raise MetarlError(f"{str(path)!r} holds {what}, not a meta-training run: summary covers those")
     best = load_checkpoint(path / BEST) if (path / BEST).is_file() else {}
-    config = latest["config"]
-    scalars = _scalars(path)
-    best_iteration = best.get("iteration")
+    iteration = _number(latest, "iteration", path / CHECKPOINT)
+    best_iteration = _number(best, "iteration", path / BEST)
+    last = max(iteration, best_iteration or 0)
+    scalars = {
+        tag: {step: v for step, v in series.items() if step <= last} for tag, series in _scalars(path).items()
+    }
+    times = [scalars.get(t, {}) for t in ("time/iteration_s", "time/validation_s")]
 
     def summed(upto: int | None) -> float | None:
-        times = [scalars.get(t, {}) for t in ("time/iteration_s", "time/validation_s")]
         if not times[0] or upto is None:
             return None
         return sum(v for series in times for step, v in series.items() if step <= upto)
 
     medians: dict[str, float | None] = {}
     for tag, label in (("time/iteration_s", "iteration"), *PARTS, ("time/validation_s", "validation")):
-        values = list(scalars.get(tag, {}).values())
+        values = [v for step, v in scalars.get(tag, {}).items() if step <= iteration]
         medians[label] = statistics.median(values) if values else None
     return {
         "run": str(path),
-        "env": config.get("env"),
-        "algorithm": config.get("algorithm"),
-        "seed": config.get("seed"),
-        "iteration": latest["iteration"],
-        "iterations": config.get("iterations"),
+        "env": latest["config"].get("env"),
+        "algorithm": latest["config"].get("algorithm"),
+        "seed": latest["config"].get("seed"),
+        "iteration": iteration,
+        "iterations": _number(latest["config"], "iterations", path / CHECKPOINT),
         "best_iteration": best_iteration,
         "best_by": best.get("best_by"),
-        "best_score": best.get("best_return"),
-        "env_steps": latest.get("env_steps") or None,
-        "best_env_steps": best.get("env_steps") or None,
-        "time_s": summed(latest["iteration"]),
+        "best_score": _number(best, "best_return", path / BEST, integer=False),
+        "env_steps": _number(latest, "env_steps", path / CHECKPOINT) or None,
+        "best_env_steps": _number(best, "env_steps", path / BEST) or None,
+        "time_s": summed(iteration),
         "best_time_s": summed(best_iteration),
+        "logged_iterations": sum(1 for step in times[0] if 1 <= step <= iteration),
         "median_s": medians,
     }
 
@@ -112,22 +131,30 @@ def format_summary(summary: dict[str, Any]) -> str:
     """:func:`run_summary` as a few aligned lines of text."""
     s = summary
     lines = [f"{s['run']}: {s['algorithm']} on {s['env']}, seed {s['seed']}"]
-    rows = [("iterations", f"{s['iteration']} of {s['iterations']}")]
+    of = f" of {s['iterations']}" if s["iterations"] is not None else ""
+    rows = [("iterations", f"{s['iteration']}{of}")]
     if s["best_iteration"] is not None:
         supervised = str(s["env"]).startswith("supervised/")
         if s["best_by"] == "validation":
             by = "validation score (minus the query loss)" if supervised else "validation return"
         else:
             by = "training score" if supervised else "training return after adaptation"
-        rows.append(("best.pt", f"iteration {s['best_iteration']}, {by} {s['best_score']:.4g}"))
+        score = f" {s['best_score']:.4g}" if s["best_score"] is not None else ""
+        ahead = ""
+        if s["best_iteration"] > s["iteration"]:  # the run stopped between the two writes
+            ahead = f"; ahead of {CHECKPOINT}, whose iteration a --resume trains again"
+        rows.append(("best.pt", f"iteration {s['best_iteration']}, {by}{score}{ahead}"))
     if s["env_steps"]:
         to_best = f" ({_steps(s['best_env_steps'])} to best.pt)" if s["best_env_steps"] else ""
         rows.append(("env steps", _steps(s["env_steps"]) + to_best))
     if s["time_s"] is not None:
         to_best = f" ({_duration(s['best_time_s'])} to best.pt)" if s["best_time_s"] is not None else ""
-        rows.append(
-            ("training time", f"{_duration(s['time_s'])}{to_best}, the logged iteration times summed")
-        )
+        partial = ""
+        if s["logged_iterations"] < s["iteration"]:
+            logged, done = s["logged_iterations"], s["iteration"]
+            partial = f"; the events hold the times of only {logged} of the {done} iterations"
+        what = "the logged iteration and validation times summed"
+        rows.append(("training time", f"{_duration(s['time_s'])}{to_best}, {what}{partial}"))
     medians = s["median_s"]
     if medians.get("iteration") is not None:
         parts = [

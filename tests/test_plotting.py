@@ -278,31 +278,76 @@ def test_compare_paper_refuses_families_the_paper_lacks_in_one_line(tmp_path, ca
     assert phrase in captured.err and len(captured.err.strip().splitlines()) == 1 and not captured.out
 
 
-def test_compare_by_task_splits_each_result_by_its_tasks_values(tmp_path, capsys, monkeypatch):
-    path = tmp_path / "maml_trpo.json"
-    tasks = ["DirectionTask(direction=-1)", "DirectionTask(direction=1)"] * 2
-    per_task = [[10.0, 400.0], [-150.0, 50.0], [20.0, 500.0], [-170.0, 70.0]]
-    record = {"env_id": "metarl/HalfCheetahDir-v0", "method": "maml_trpo", "num_tasks": 4, "steps": [0, 1]}
+def _per_task(path, method, tasks, per_task):
+    """An evaluate result with per-task returns, as ``evaluate --json`` writes for RL runs."""
+    record = {"env_id": "metarl/HalfCheetahDir-v0", "method": method, "num_tasks": len(tasks)}
+    steps = len(per_task[0])
     means = np.mean(per_task, axis=0).tolist()
-    record.update(mean_return=means, stderr=[1.0, 1.0], tasks=tasks, per_task_returns=per_task)
-    path.write_text(json.dumps(record))
-    assert main(["compare", str(path), "--by-task"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    backward = next(line for line in lines if "direction=-1" in line)
-    forward = next(line for line in lines if "direction=1)" in line)
-    # mean ± s.e. over that direction's two tasks: (10, 20) and (400, 500); (−150, −170) and (50, 70)
-    assert backward.split()[2] == "2" and "15.00 ± 5.00" in backward and "450.00 ± 50.00" in backward
-    assert "-160.00 ± 10.00" in forward and "60.00 ± 10.00" in forward
+    record.update(steps=list(range(steps)), mean_return=means, stderr=[1.0] * steps)
+    path.write_text(json.dumps({**record, "tasks": tasks, "per_task_returns": per_task}))
+    return str(path)
 
-    # tasks with too many distinct values, or no per-task returns: one line, exit 2
-    many = json.loads(path.read_text())
-    many["tasks"] = [f"VelocityTask(velocity={v})" for v in range(4)]
-    (tmp_path / "many.json").write_text(json.dumps(many))
+
+def test_compare_by_task_splits_each_result_by_its_tasks_values(tmp_path, capsys):
+    back, fore = "DirectionTask(direction=-1)", "DirectionTask(direction=1)"
+    maml = _per_task(
+        tmp_path / "maml_trpo.json",
+        "maml_trpo",
+        [back, fore, back, fore, fore],
+        [[10.0, 400.0], [-150.0, 50.0], [20.0, 500.0], [-170.0, 70.0], [-160.0, 60.0]],
+    )
+    oracle = _per_task(tmp_path / "oracle.json", "oracle", [back, fore, fore], [[600.0], [300.0], [310.0]])
+    assert main(["compare", maml, oracle, "--by-task"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("return by held-out task") :].splitlines()
+    assert table[1].split()[:3] == ["method", "task", "tasks"]
+    rows = [line.split() for line in table[2:]]
+    # one row per result and direction, in the results' order, each with its task count
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("maml_trpo", back, "2"),
+        ("maml_trpo", fore, "3"),
+        ("oracle", back, "1"),
+        ("oracle", fore, "2"),
+    ]
+    # mean ± s.e. over that direction's tasks: (10, 20) and (400, 500); (−150, −170, −160), (50, 70, 60)
+    assert " ".join(rows[0][3:]) == "15.00 ± 5.00 450.00 ± 50.00"
+    assert " ".join(rows[1][3:]) == "-160.00 ± 5.77 60.00 ± 5.77"
+    # one task: its return alone, no standard error; a result with fewer steps leaves cells blank
+    assert rows[2][3:] == ["600.00"] and rows[3][3:] == ["305.00", "±", "5.00"]
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        ({"per_task_returns": None}, "has no per-task returns"),
+        ({"tasks": "abc"}, "'tasks' must be a non-empty list, got \"abc\""),
+        ({"per_task_returns": [[1.0, 2.0]]}, "one entry per task (2)"),
+        ({"per_task_returns": [[1.0, 2.0], [3.0, "x"]]}, "'per_task_returns'[1] must be a list of 2 numbers"),
+        ({"tasks": ["a", "b"]}, None),  # fine: the control case
+    ],
+)
+def test_compare_by_task_refuses_malformed_per_task_fields_in_one_line(tmp_path, capsys, change, phrase):
+    path = tmp_path / "maml_trpo.json"
+    _per_task(path, "maml_trpo", ["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
+    record = json.loads(path.read_text())
+    record.update({k: v for k, v in change.items() if v is not None})
+    for key in [k for k, v in change.items() if v is None]:
+        del record[key]
+    path.write_text(json.dumps(record))
+    code = main(["compare", str(path), "--by-task"])
+    captured = capsys.readouterr()
+    if phrase is None:
+        assert code == 0 and "return by held-out task" in captured.out
+        return
+    assert code == 2 and captured.out == ""
+    err = captured.err.strip()
+    assert phrase in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_compare_by_task_refuses_families_with_many_task_values(tmp_path, capsys, monkeypatch):
+    tasks = [f"VelocityTask(velocity={v})" for v in range(4)]
+    path = _per_task(tmp_path / "maml_trpo.json", "maml_trpo", tasks, [[1.0], [2.0], [3.0], [4.0]])
     monkeypatch.setattr("metarl.plotting.MAX_TASK_GROUPS", 3)
-    assert main(["compare", str(tmp_path / "many.json"), "--by-task"]) == 2
+    assert main(["compare", path, "--by-task"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "take 4 different values" in err and len(err.splitlines()) == 1
-    bare = _result(tmp_path, "fomaml", [-30.0, -20.0])
-    assert main(["compare", str(bare), "--by-task"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "no per-task returns" in err and len(err.splitlines()) == 1
+    assert "take 4 different values; splitting needs at most 3" in err and len(err.splitlines()) == 1

@@ -1,5 +1,7 @@
 """metarl summary: a run's iterations, best checkpoint, env steps and logged training time."""
 
+import statistics
+
 import pytest
 import torch
 import yaml
@@ -32,7 +34,7 @@ def test_summary_reports_the_checkpoints_and_the_logged_times(run, capsys):
     latest = torch.load(run / "checkpoint.pt", weights_only=True)
     best = torch.load(run / "best.pt", weights_only=True)
     s = run_summary(run)
-    assert (s["iteration"], s["iterations"], s["seed"]) == (4, 4, 0)
+    assert (s["iteration"], s["iterations"], s["seed"], s["logged_iterations"]) == (4, 4, 0, 4)
     assert s["best_iteration"] == best["iteration"] in (2, 4) and s["best_by"] == "validation"
     assert s["best_score"] == pytest.approx(best["best_return"])
     assert s["env_steps"] == latest["env_steps"] > 0 and s["best_env_steps"] == best["env_steps"]
@@ -42,11 +44,29 @@ def test_summary_reports_the_checkpoints_and_the_logged_times(run, capsys):
     upto = s["best_iteration"]
     expected = sum(v for k, v in [*iteration.items(), *validation.items()] if k <= upto)
     assert s["best_time_s"] == pytest.approx(expected)
-    assert s["median_s"]["iteration"] > 0 and s["median_s"]["meta-step"] > 0
+    assert s["median_s"]["iteration"] == pytest.approx(statistics.median(iteration.values()))
+    assert s["median_s"]["meta-step"] > 0
 
     assert main(["summary", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert "seed 0" in out and "4 of 4" in out and f"iteration {upto}, validation return" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{run}: maml_trpo on metarl/Navigation2D-v0, seed 0"
+    rows = {line[2:19].strip(): line[20:] for line in lines[1:]}
+    assert rows["iterations"] == "4 of 4"
+    assert rows["best.pt"].startswith(f"iteration {upto}, validation return {best['best_return']:.4g}")
+    assert rows["env steps"] == f"{latest['env_steps']:,} ({best['env_steps']:,} to best.pt)"
+    assert rows["training time"].endswith("the logged iteration and validation times summed")
+    assert rows["median iteration"].startswith(("0.", "1", "2", "3", "4", "5", "6", "7", "8", "9"))
+    assert "sampling" in rows["median iteration"] and "meta-step" in rows["median iteration"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0123, "12.3 ms"), (41.26, "41.3 s"), (725.0, "12 min 5 s"), (8520.0, "2 h 22 min")],
+)
+def test_durations_read_naturally(seconds, text):
+    from metarl.summary import _duration, _seconds
+
+    assert (_seconds(seconds) if seconds < 60 else _duration(seconds)) == text
 
 
 def test_a_step_logged_again_after_a_resume_counts_once(run, tmp_path):
@@ -56,11 +76,28 @@ def test_a_step_logged_again_after_a_resume_counts_once(run, tmp_path):
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    before = run_summary(copy)["time_s"]
-    old = _logged(copy, "time/iteration_s")[4]
-    with SummaryWriter(str(copy)) as writer:  # as a run resumed before iteration 4 logs it again
+    before = run_summary(copy)
+    old, validation = _logged(copy, "time/iteration_s")[4], _logged(copy, "time/validation_s")[4]
+    # As a run resumed from iteration 3 logs iteration 4 again (metarl.training.RunLog's writer
+    # purges what the stopped run logged from there on: here iteration 4's times).
+    with SummaryWriter(str(copy), purge_step=4) as writer:
         writer.add_scalar("time/iteration_s", old + 100.0, 4)
-    assert run_summary(copy)["time_s"] == pytest.approx(before + 100.0)
+    after = run_summary(copy)
+    assert after["time_s"] == pytest.approx(before["time_s"] + 100.0 - validation)
+    assert after["logged_iterations"] == 4
+
+
+def test_partial_events_and_a_run_without_validation_say_so(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "iterations": 2, "validation": {"every": 0}}))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    for events in (tmp_path / "run").glob("events.out.tfevents.*"):
+        events.unlink()
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "training return after adaptation" in out and "training time" not in out
+    assert run_summary(tmp_path / "run")["logged_iterations"] == 0
 
 
 def test_summary_of_what_is_not_a_meta_training_run_is_one_line(run, tmp_path, capsys):
@@ -70,4 +107,17 @@ def test_summary_of_what_is_not_a_meta_training_run_is_one_line(run, tmp_path, c
     config.write_text(yaml.safe_dump(TINY))
     assert main(["baseline", "random", str(config), "--out", str(tmp_path / "random")]) == 0
     capsys.readouterr()
-    one_line_error(capsys, main(["summary", str(run), str(tmp_path / "random")]), "the random baseline")
+    code = main(["summary", str(run), str(tmp_path / "random")])
+    captured = capsys.readouterr()
+    assert captured.out == ""  # every run is checked before anything is printed
+    assert code == 2 and "the random baseline" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_with_a_malformed_field_is_one_line(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    state = torch.load(copy / "best.pt", weights_only=True)
+    torch.save({**state, "best_return": "high"}, copy / "best.pt")
+    one_line_error(capsys, main(["summary", str(copy)]), "'best_return' must be a number, got 'high'")
