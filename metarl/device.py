@@ -9,7 +9,10 @@ episodes, which are then moved to the device in one copy; the MuJoCo Warp sample
 
 from __future__ import annotations
 
+import platform
 import re
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,4 +50,32 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} torch threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} torch thread{'s' if threads != 1 else ''})"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; elsewhere what :mod:`platform` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a run's iterations ran on, as plain values for its checkpoint (``metarl summary``
+    prints them): OS and architecture, CPU model, the cores this process may use, torch's
+    version and intra-op threads, and the learner's device (:func:`describe`)."""
+    from metarl_envs.batched import usable_cores
+
+    return {
+        "system": f"{platform.system()} {platform.machine()}",
+        "cpu": _cpu_model(),
+        "cores": usable_cores(),
+        "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
+        "torch_threads": torch.get_num_threads(),
+        "device": describe(device),
+    }

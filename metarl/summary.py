@@ -55,10 +55,12 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     ``best_by`` and ``best_score`` (``best.pt``'s), ``env_steps`` and ``best_env_steps``,
     ``time_s`` and ``best_time_s`` (the logged iteration and validation times summed over the
     iterations done, and up to ``best.pt``'s), ``logged_iterations`` (how many of the iterations
-    done logged their time: fewer means the sums are partial), and ``median_s`` (the median of
-    each logged time, by part: ``iteration``, ``sampling``, ``adaptation``, ``meta-step``,
-    ``validation``). Values the run did not log are None. Anything but a run directory with a
-    checkpoint is a one-line :class:`MetarlError`."""
+    done logged their time: fewer means the sums are partial), ``median_s`` (the median of each
+    logged time, by part: ``iteration``, ``sampling``, ``adaptation``, ``meta-step``,
+    ``validation``), and ``machines`` (what the iterations ran on: a record for each part of the
+    run that started on another machine or setting, with the iteration it started from; empty
+    for runs from before metarl kept them). Values the run did not log are None. Anything but a
+    run directory with a checkpoint is a one-line :class:`MetarlError`."""
     from metarl.checkpoint import load_checkpoint
 
     path = Path(run_dir)
@@ -106,7 +108,26 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         "best_time_s": summed(best_iteration),
         "logged_iterations": sum(1 for step in times[0] if 1 <= step <= iteration),
         "median_s": medians,
+        "machines": _machines(latest, path / CHECKPOINT),
     }
+
+
+def _machines(state: dict[str, Any], file: Path) -> list[dict[str, Any]]:
+    """The checkpoint's record of what the iterations ran on (empty for runs written before
+    metarl kept one), checked to be a list of objects."""
+    machines = state.get("machines", [])
+    if not isinstance(machines, list) or not all(isinstance(m, dict) for m in machines):
+        raise MetarlError(f"{str(file)!r}: 'machines' must be a list of objects, got {machines!r:.60}")
+    return machines
+
+
+def _describe_machine(m: dict[str, Any]) -> str:
+    """``Linux x86_64, AMD EPYC 7B13, 2 cores; cpu (2 torch threads); torch 2.13.0``."""
+    cores = f"{m['cores']} cores" if "cores" in m else ""
+    host = ", ".join(str(x) for x in (m.get("system"), m.get("cpu"), cores) if x)
+    rest = [str(m["device"])] if "device" in m else []
+    rest += [f"torch {m['torch']}"] if "torch" in m else []
+    return "; ".join([host, *rest]) if host else "; ".join(rest)
 
 
 def _duration(seconds: float) -> str:
@@ -164,6 +185,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         if medians.get("validation") is not None:
             text += f"; a validation {_seconds(medians['validation'])}"
         rows.append(("median iteration", text))
+    parts = s.get("machines") or []
+    for i, m in enumerate(parts):
+        name = "ran on" if i == 0 else ""
+        if len(parts) == 1:
+            rows.append((name, _describe_machine(m)))
+            continue
+        start = m.get("from_iteration", 0) + 1
+        end = parts[i + 1].get("from_iteration", s["iteration"]) if i + 1 < len(parts) else s["iteration"]
+        span = f"iteration {start}" if start == end else f"iterations {start}–{end}"
+        rows.append((name, f"{span}: {_describe_machine(m)}"))
     width = max(len(name) for name, _ in rows)
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     return "\n".join(lines)

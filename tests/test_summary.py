@@ -121,3 +121,30 @@ def test_a_checkpoint_with_a_malformed_field_is_one_line(run, tmp_path, capsys):
     state = torch.load(copy / "best.pt", weights_only=True)
     torch.save({**state, "best_return": "high"}, copy / "best.pt")
     one_line_error(capsys, main(["summary", str(copy)]), "'best_return' must be a number, got 'high'")
+
+
+def test_checkpoints_record_the_machine_of_each_part_of_a_run(run, tmp_path, capsys):
+    import shutil
+
+    from metarl_envs.batched import usable_cores
+
+    (first,) = torch.load(run / "checkpoint.pt", weights_only=True)["machines"]
+    assert first["from_iteration"] == 0 and first["cores"] == usable_cores()
+    assert first["torch"] == str(torch.__version__) and first["device"].startswith("cpu (")
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    threads = torch.get_num_threads()
+    try:  # a resume on the same machine and settings is the same part; other threads, a new one
+        assert main(["train", "--resume", str(copy), "--set", "iterations=5", "--no-progress"]) == 0
+        assert len(run_summary(copy)["machines"]) == 1
+        other = 1 if first["torch_threads"] != 1 else 2
+        args = ["train", "--resume", str(copy), "--set", "iterations=6", "--set", f"num_threads={other}"]
+        assert main([*args, "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    machines = run_summary(copy)["machines"]
+    assert [m["from_iteration"] for m in machines] == [0, 5] and machines[1]["torch_threads"] == other
+    capsys.readouterr()
+    assert main(["summary", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "ran on            iterations 1–5: " in out and "iteration 6: " in out

@@ -187,6 +187,10 @@ class Learner:
         #: ``validation.every: 0`` the training score (:func:`score`); ``best.pt`` holds its θ.
         self.best_return = -float("inf")
         self.failed_in_a_row = 0  # iterations since the last accepted meta-step
+        #: What the iterations ran on: a :func:`metarl.device.machine` record, with the
+        #: iteration it starts from (``from_iteration``), each time a part of the run starts
+        #: on a different machine or setting.
+        self.machines: list[dict[str, Any]] = []
         self.last_failure = ""  # why the last rejected meta-step was rejected
         #: The checkpoint this learner was loaded from, and its iteration (None: not loaded).
         self.checkpoint: str | None = None
@@ -240,6 +244,7 @@ class Learner:
             "best_return": self.best_return,
             "best_by": self.best_by,
             "failed_in_a_row": self.failed_in_a_row,
+            "machines": [dict(m) for m in self.machines],
             "config": self.config.to_dict(),
             "policy": to_cpu(self.policy.state_dict()),
             "algorithm": to_cpu(self.optimizer_state()),
@@ -254,6 +259,7 @@ class Learner:
         if state.get("best_by", "training") != self.best_by:  # scores on another scale
             self.best_return = -float("inf")
         self.failed_in_a_row = state.get("failed_in_a_row", 0)
+        self.machines = [dict(m) for m in state.get("machines", [])]
         self.policy.load_state_dict(state["policy"])
         if "algorithm" in state:
             self.load_optimizer_state(state["algorithm"])
@@ -312,6 +318,7 @@ class Learner:
             resumed = self._run_dir is not None and Path(log_dir).resolve() == self._run_dir.resolve()
             run = RunLog(self, Path(log_dir), force=force, resumed=resumed)
         self.metrics: dict[str, float] = {}
+        self._record_machine()
         if self.validating:
             self.validation_tasks()  # a validation that cannot run fails now, not iterations later
         bar = None
@@ -343,6 +350,17 @@ class Learner:
                 if callback is not None and callback(self, metrics) is False:
                     break
         return self
+
+    def _record_machine(self) -> None:
+        """Add this machine to :attr:`machines` if the run's last part ran elsewhere."""
+        from metarl.device import machine
+
+        here = machine(self.device)
+        last = (
+            {k: v for k, v in self.machines[-1].items() if k != "from_iteration"} if self.machines else None
+        )
+        if here != last:
+            self.machines.append({"from_iteration": self.iteration, **here})
 
     def _step(self, run: Any) -> tuple[dict[str, float], bool]:
         """One iteration with its bookkeeping: counters, the guard against failed steps, and
