@@ -20,7 +20,9 @@ ENV = "metarl/HalfCheetahVel-v0"
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from metarl.sampling.ray import init_ray
+
+    init_ray(num_cpus=2)  # as metarl starts it, trying again if a loaded machine delays it
     yield
     ray.shutdown()
 

@@ -192,3 +192,53 @@ def test_two_runs_with_the_same_seed_log_identical_metrics(tmp_path):
             }
         )
     assert logs[0] == logs[1] and len(logs[0]) > 10
+
+
+class _FakeRay:
+    """Stands in for ``ray``: ``init`` raises the given exceptions in turn, then succeeds."""
+
+    def __init__(self, failures):
+        self.failures, self.inits, self.shutdowns, self.up = list(failures), [], 0, False
+
+    def is_initialized(self):
+        return self.up
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.up = True
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+TIMEOUT = Exception("The current node timed out during startup. This could happen because\n  the GCS...")
+
+
+@pytest.mark.parametrize(
+    ("failures", "address", "inits", "error"),
+    [
+        ([TIMEOUT, TIMEOUT], "", 3, None),  # a slow start is tried again, and the third one works
+        ([TIMEOUT] * 3, "local", 3, "Ray could not start on this machine (3 attempts): The current node"),
+        ([ValueError("bad num_cpus")], "", 1, "Ray could not start on this machine: bad num_cpus"),
+        ([ConnectionError("no GCS")], "10.0.0.1:6379", 1, "cannot reach the Ray cluster at '10.0.0.1:6379'"),
+    ],
+)
+def test_ray_starts_again_after_a_startup_timeout_and_fails_in_one_line(
+    monkeypatch, failures, address, inits, error
+):
+    from metarl.errors import MetarlError
+    from metarl.sampling import ray as ray_sampling
+
+    fake = _FakeRay(failures)
+    monkeypatch.setattr(ray_sampling, "import_ray", lambda: fake)
+    if error is None:
+        assert ray_sampling.init_ray(address, num_cpus=2) is fake and fake.up
+    else:
+        with pytest.raises(MetarlError) as caught:
+            ray_sampling.init_ray(address, num_cpus=2)
+        assert str(caught.value).startswith(error) and "\n" not in str(caught.value)
+    assert len(fake.inits) == inits and fake.inits[0]["num_cpus"] == 2
+    assert fake.inits[0]["include_dashboard"] is False
+    assert fake.inits[0].get("address") == (address if address not in ("", "local") else None)

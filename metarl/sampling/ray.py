@@ -47,6 +47,44 @@ def import_ray() -> Any:
     return ray
 
 
+#: Attempts at starting a local Ray node: Ray gives its raylet a fixed 30 s to register, which
+#: a machine under heavy load can miss once and make the next time.
+RAY_START_ATTEMPTS = 3
+
+
+def init_ray(address: str = "", **kwargs: Any) -> Any:
+    """Connect to the Ray cluster at ``address``, or start Ray in this process (``""`` or
+    ``local``), unless Ray is already running here; returns ``ray``. A local start that times out
+    is tried again (:data:`RAY_START_ATTEMPTS` in all); failing that, or failing to reach the
+    cluster, is a one-line :class:`MetarlError`. ``kwargs`` go to ``ray.init``."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    kwargs = {"include_dashboard": False, "log_to_driver": False, **kwargs}
+    if address and address != "local":
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # Ray raises ConnectionError, ValueError or a bare Exception
+            raise MetarlError(
+                f"cannot reach the Ray cluster at {address!r}: {' '.join(str(exc).split())}"
+            ) from None
+        return ray
+    attempt = 1
+    while True:
+        try:
+            ray.init(**kwargs)
+            return ray
+        except Exception as exc:
+            ray.shutdown()  # the processes of the failed start
+            if "timed out during startup" not in str(exc) or attempt == RAY_START_ATTEMPTS:
+                tries = f" ({attempt} attempts)" if attempt > 1 else ""
+                raise MetarlError(
+                    f"Ray could not start on this machine{tries}: {' '.join(str(exc).split())}"
+                ) from None
+        log.warning("Ray's node did not start in time (attempt %d); starting it again", attempt)
+        attempt += 1
+
+
 class RolloutWorker:
     """A Ray actor's state: one local :class:`Sampler` for its shard of tasks."""
 
@@ -91,12 +129,7 @@ class RaySampler:
         inner_backend: str = "auto",
         groups: int = 0,
     ) -> None:
-        ray = import_ray()
-        if not ray.is_initialized():
-            if address and address != "local":
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(include_dashboard=False, log_to_driver=False)
+        ray = init_ray(address)
         self.ray = ray
         self.env_id = env_id
         self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
