@@ -21,6 +21,7 @@ this module imports neither until an engine is made.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,7 @@ class WarpVectorEnv(MujocoTwin):
         device: str = "cpu",
         nconmax: int | None = None,
         njmax: int | None = None,
+        deterministic: bool = True,
         **env_kwargs: Any,
     ) -> None:
         import torch
@@ -114,9 +116,13 @@ class WarpVectorEnv(MujocoTwin):
         batched = {f: num_envs for f in self._batched_model_fields()}
         with wp.ScopedDevice(self.wp_device):
             self.model = mjw.put_model(ref.model, batch_sizes=batched)
-            # Reproducible runs on a GPU (contact order, constraint rows, atomic sums), and no
-            # per-world prints from the kernels: overflows are reported by check_buffers.
-            self.model.opt.deterministic = mjw.DeterminismType.ALL
+            # Reproducible runs on a GPU (contact order, constraint rows, atomic sums) unless
+            # the caller trades them for speed, and no per-world prints from the kernels:
+            # overflows are reported by check_buffers.
+            self.deterministic = deterministic
+            self.model.opt.deterministic = (
+                mjw.DeterminismType.ALL if deterministic else mjw.DeterminismType(0)
+            )
             self.model.opt.warn_overflow = 0
             self.data = mjw.make_data(ref.model, nworld=num_envs, nconmax=self.nconmax, njmax=self.njmax)
         wp.synchronize_device(self.wp_device)  # its copies ran on Warp's stream; torch's come next
@@ -130,7 +136,10 @@ class WarpVectorEnv(MujocoTwin):
         )
         self._low_t = torch.as_tensor(self._low, dtype=torch.float32, device=self.device)
         self._high_t = torch.as_tensor(self._high, dtype=torch.float32, device=self.device)
-        self._graph: Any = None  # the CUDA graph of one env step; False where capture failed
+        # On a GPU, the CUDA graphs of a step and of a reset's two halves, captured on first use
+        # (None where a capture failed), and the reset mask those graphs read.
+        self._graphs: dict[str, Any] = {}
+        self._reset_mask = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         self._bind_fields()
         self.set_tasks(self._tasks)
 
@@ -193,22 +202,22 @@ class WarpVectorEnv(MujocoTwin):
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size == 0:
             return
-        mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        mask = self._reset_mask
         index = torch.as_tensor(ids, device=self.device)
+        mask.zero_()
         mask[index] = True
         wp, mjw = self._wp, self._mjw
         states = [self._reset_state(int(i)) for i in ids]
         derived = [self._torch(getattr(self.data, f)) for f in self.derived_observed]
         kept = [x.clone() for x in derived] if ids.size < self.num_envs else []
-        with self._on_device():
-            mjw.reset_data(self.model, self.data, reset=wp.from_torch(mask))
-            self.qpos[index] = torch.as_tensor(
-                np.stack([s[0] for s in states]), dtype=torch.float32, device=self.device
-            )
-            self.qvel[index] = torch.as_tensor(
-                np.stack([s[1] for s in states]), dtype=torch.float32, device=self.device
-            )
-            mjw.forward(self.model, self.data)
+        self._launch("reset", lambda: mjw.reset_data(self.model, self.data, reset=wp.from_torch(mask)))
+        self.qpos[index] = torch.as_tensor(
+            np.stack([s[0] for s in states]), dtype=torch.float32, device=self.device
+        )
+        self.qvel[index] = torch.as_tensor(
+            np.stack([s[1] for s in states]), dtype=torch.float32, device=self.device
+        )
+        self._launch("forward", lambda: mjw.forward(self.model, self.data))
         for x, old in zip(derived, kept, strict=False):
             x[~mask] = old[~mask]
 
@@ -230,29 +239,38 @@ class WarpVectorEnv(MujocoTwin):
             stack.enter_context(self._wp.ScopedStream(stream))
         return stack
 
-    def _simulate(self) -> None:
-        """``frame_skip`` physics steps of every world: on a GPU one CUDA graph, captured on
-        the first call (a capture needs a stream of its own: Warp's, not torch's default one) and
-        launched on torch's stream."""
+    def _launch(self, name: str, body: Callable[[], None]) -> None:
+        """Run ``body``'s Warp launches on torch's stream: on a GPU as the CUDA graph ``name``,
+        captured on the first call (a capture needs a stream of its own: Warp's, not torch's
+        default one), so that a step or a reset costs one launch instead of hundreds."""
         import torch
 
-        wp, mjw = self._wp, self._mjw
-        if self.device.type == "cuda" and self._graph is None:
+        wp = self._wp
+        if self.device.type == "cuda" and name not in self._graphs:
             torch.cuda.current_stream(self.device).synchronize()
             try:
                 with wp.ScopedDevice(self.wp_device), wp.ScopedCapture() as capture:
-                    for _ in range(self.frame_skip):
-                        mjw.step(self.model, self.data)
-                self._graph = capture.graph
-            except Exception as exc:  # stepping without a graph is slower, not wrong
-                log.warning("MuJoCo Warp: no CUDA graph (%s); stepping kernel by kernel", exc)
-                self._graph = False
+                    body()
+                self._graphs[name] = capture.graph
+            except Exception as exc:  # launching kernel by kernel is slower, not wrong
+                log.warning("MuJoCo Warp: no CUDA graph for %s (%s); launching kernel by kernel", name, exc)
+                self._graphs[name] = None
         with self._on_device():
-            if self._graph:
-                wp.capture_launch(self._graph)
+            graph = self._graphs.get(name)
+            if graph is not None:
+                wp.capture_launch(graph)
             else:
-                for _ in range(self.frame_skip):
-                    mjw.step(self.model, self.data)
+                body()
+
+    def _simulate(self) -> None:
+        """``frame_skip`` physics steps of every world."""
+        mjw = self._mjw
+
+        def step() -> None:
+            for _ in range(self.frame_skip):
+                mjw.step(self.model, self.data)
+
+        self._launch("step", step)
 
     def _advance(self, actions: Any, restart: Any) -> tuple[Any, Any]:
         before = self._before_step()

@@ -354,3 +354,33 @@ def test_evaluate_runs_a_warp_config_on_the_c_engine(tmp_path):
     result = metarl.evaluate(learner, num_tasks=2, steps=1, seed=0)
     assert len(result["mean_return"]) == 2
     learner.close()
+
+
+def test_deterministic_off_reaches_mujoco_warp_and_keeps_the_episodes():
+    import mujoco_warp as mjw
+
+    from metarl.config import ConfigError, config_from_dict, merge, parse_overrides
+    from metarl.sampling import make_sampler
+
+    base = {"env": CHEETAH, "meta_batch_size": 3, "episodes_per_task": 2, "horizon": 6, "device": "cpu"}
+    samplers = {}
+    for flag in (True, False):
+        config = config_from_dict({**base, "sampler": {"backend": "warp", "deterministic": flag}})
+        samplers[flag] = make_sampler(config)
+        samplers[flag].set_tasks(tasks_for(CHEETAH, 3))
+    assert samplers[True].env.model.opt.deterministic == mjw.DeterminismType.ALL
+    assert int(samplers[False].env.model.opt.deterministic) == 0
+    # Only the order of MuJoCo Warp's sums may change: the same seeds give the same episodes up
+    # to float32 rounding.
+    policy = tiny_policy(samplers[True])
+    params = {k: v.detach() for k, v in policy.params().items()}
+    a, b = (
+        s.sample(policy, params, np.random.default_rng(0), torch.Generator().manual_seed(0))
+        for s in samplers.values()
+    )
+    torch.testing.assert_close(b.obs, a.obs, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b.rewards, a.rewards, rtol=1e-4, atol=1e-4)
+    for s in samplers.values():
+        s.close()
+    with pytest.raises(ConfigError, match="sampler.deterministic"):
+        config_from_dict(merge(base, parse_overrides(["sampler.deterministic=sometimes"])))

@@ -89,6 +89,7 @@ def make_sampler(
                 rescale_actions=kwargs["rescale_actions"],
                 nconmax=config.sampler.nconmax or None,
                 njmax=config.sampler.njmax or None,
+                deterministic=config.sampler.deterministic,
             )
             sampler.chosen_by = "asked for" if backend == "warp" else "auto: a GPU and MuJoCo Warp"
             return sampler

@@ -62,9 +62,11 @@ class WarpSampler(TaskSlots):
         rescale_actions: bool = True,
         nconmax: int | None = None,
         njmax: int | None = None,
+        deterministic: bool = True,
     ) -> None:
         """``nconmax`` and ``njmax``: MuJoCo Warp's contact and constraint buffers per world
-        (None: the family's measured sizes)."""
+        (None: the family's measured sizes); ``deterministic``: MuJoCo Warp's deterministic
+        contact order and sums (reproducible episodes on a GPU, at a cost in speed)."""
         from metarl_envs import WARP_ENTRY_POINTS
         from metarl_envs.warp import import_warp
 
@@ -90,6 +92,7 @@ class WarpSampler(TaskSlots):
             device=str(self.device),
             nconmax=nconmax,
             njmax=njmax,
+            deterministic=deterministic,
             **(env_kwargs or {}),
         )
         self.device = self.env.device  # cuda -> cuda:N
