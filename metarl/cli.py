@@ -144,6 +144,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_step_size("--later-lr", args.later_lr, positive=False)  # <= 0: adapt_and_evaluate says it
     _output_file("--json", args.json, "result.json")
     config, policy = load_policy(args.run, which=args.checkpoint)
+    if args.adaptation is not None and kind_of(config.env) != "supervised":
+        raise MetarlError(
+            f"--adaptation {args.adaptation} applies to few-shot (supervised/) runs; "
+            f"{args.run} trained on {config.env}"
+        )
     method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
     iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
     if args.device:
@@ -169,10 +174,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         learner = load(args.run, which=args.checkpoint)
         result = learner.evaluate(
-            args.tasks, args.steps, args.seed, k_shot=args.shots, lr=args.lr, device=args.device
+            args.tasks,
+            args.steps,
+            args.seed,
+            k_shot=args.shots,
+            lr=args.lr,
+            device=args.device,
+            adaptation=args.adaptation,
         )
         key = "mean_mse" if "mean_mse" in result else "mean_loss"
-        print(f"{config.env}: {args.tasks} held-out tasks, {result['k_shot']}-shot (seed {args.seed})")
+        print(
+            f"{config.env}: {args.tasks} held-out tasks, {result['k_shot']}-shot (seed {args.seed}),"
+            f" {result['adaptation']} steps of {result['lr']:g}"
+        )
         print(f"{'steps':>5}  {'query ' + key[5:].replace('mse', 'MSE'):>12}  {'stderr':>8}")
         for k, mean, err in zip(result["steps"], result[key], result["stderr"], strict=True):
             print(f"{k:>5}  {mean:>12.3f}  {err:>8.3f}")
@@ -466,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", help="evaluate on this env id instead of the run's (same spaces)")
     ev.add_argument("--shots", type=int, help="supervised runs: support examples per task (default: k_shot)")
     ev.add_argument("--lr", type=float, help="first adaptation step size (default: the config's)")
+    ev.add_argument(
+        "--adaptation",
+        choices=("sgd", "proximal"),
+        help="supervised runs: plain SGD steps, or iMAML's proximal steps (default: as the learner trains)",
+    )
     ev.add_argument("--later-lr", type=float, help="later steps' size (default: half of --lr)")
     ev.add_argument("--episodes", type=int, help="episodes per task per step (default: the config's)")
     ev.add_argument(

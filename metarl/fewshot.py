@@ -17,6 +17,7 @@ steps through: functional parameters with a task dimension, k steps, first or se
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -221,11 +222,13 @@ def solve_proximal(
     steps: int,
     lam: float,
     loss: str = "mse",
+    on_step: Callable[[Params], None] | None = None,
 ) -> tuple[Params, Tensor]:
     """iMAML's inner problem, min_φ L(φ; x, y) + λ/2 ‖φ − θ‖² per task, by ``steps`` gradient
     steps from φ = θ (``anchor``). A step that would raise a task's objective is refused and that
     task's step size halves, so a task whose curvature has outgrown ``lr`` still converges
-    instead of oscillating. Returns the per-task φ (detached) and each task's final step size."""
+    instead of oscillating. Returns the per-task φ (detached) and each task's final step size;
+    ``on_step`` (if given) sees the per-task φ after every step, for scoring each step."""
     num_tasks = x.shape[0]
 
     def objective(p: Params) -> tuple[Tensor, Params]:
@@ -252,6 +255,8 @@ def solve_proximal(
         grad = {k: torch.where(per_task(better, grad[k]), trial_grad[k], grad[k]) for k in grad}
         value = torch.where(better, trial_value, value)
         rate = torch.where(better, rate, rate / 2)
+        if on_step is not None:
+            on_step(phi)
     return phi, rate
 
 

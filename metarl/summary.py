@@ -156,8 +156,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     rows = [("iterations", f"{s['iteration']}{of}")]
     if s["best_iteration"] is not None:
         supervised = str(s["env"]).startswith("supervised/")
-        if s["best_by"] == "validation":
+        if str(s["best_by"]).startswith("validation"):
             by = "validation score (minus the query loss)" if supervised else "validation return"
+            if s["best_by"] == "validation/proximal":
+                by = "validation score (minus the query loss after proximal steps)"
         else:
             by = "training score" if supervised else "training return after adaptation"
         score = f" {s['best_score']:.4g}" if s["best_score"] is not None else ""

@@ -140,3 +140,108 @@ def test_rl_only_and_supervised_only_algorithms_are_refused_with_one_line(tmp_pa
     ]
     assert main(args) == 2
     assert "is a supervised learner" in capsys.readouterr().err
+
+
+def _imaml(**kwargs):
+    import metarl
+
+    settings = {"meta_batch_size": 3, "hidden_sizes": [8], "k_shot": 5, "k_query": 5, "seed": 0}
+    settings.update({"inner_steps": 6, "inner_lr": 0.02, "imaml_lambda": 4.0, **kwargs})
+    return metarl.IMAML("supervised/Sinusoid", **settings)
+
+
+def test_imaml_adapts_evaluates_and_validates_by_its_proximal_steps():
+    from metarl.learners.base import ADAPT_STREAM
+    from metarl.supervised import task_losses
+
+    learner = _imaml()
+    assert learner.adaptation == "proximal" and learner.best_by == "validation/proximal"
+    family = SinusoidTasks()
+    tasks = family.sample_tasks(4, np.random.default_rng(3))
+    batch = family.batch(tasks, 5, 9, np.random.default_rng(4))
+    model, steps = learner.policy, 6
+    theta = {n: v.detach() for n, v in model.params().items()}
+    traced = learner._losses_after_steps(model, batch, steps, 0.02, "proximal")
+    assert traced.shape == (steps + 1, 4)
+    for k in range(steps + 1):  # the loss after step k is that of the solve stopped after k steps
+        phi, _ = solve_proximal(model, theta, batch.support_x, batch.support_y, 0.02, k, 4.0)
+        expected = task_losses(model, phi, batch.query_x, batch.query_y).detach().numpy()
+        np.testing.assert_allclose(traced[k], expected, rtol=1e-6)
+    # From φ = θ the proximal term has no gradient: the first step is MAML's plain SGD step.
+    plain = learner._losses_after_steps(model, batch, steps, 0.02, "sgd")
+    np.testing.assert_allclose(traced[:2], plain[:2], rtol=1e-6)
+    assert not np.allclose(traced[steps], plain[steps])  # later, λ pulls φ back towards θ
+
+    default, sgd = (
+        learner.evaluate(num_tasks=5, steps=3),
+        learner.evaluate(num_tasks=5, steps=3, adaptation="sgd"),
+    )
+    assert default["adaptation"] == "proximal" and default["imaml_lambda"] == 4.0
+    assert sgd["adaptation"] == "sgd" and "imaml_lambda" not in sgd
+    assert default["mean_mse"][:2] == pytest.approx(sgd["mean_mse"][:2], rel=1e-6)
+
+    validation = learner.validate()
+    assert validation["validation/score"] == -validation["validation/loss_after_6_steps"]
+
+    task = tasks[0]
+    adapted = learner.adapt(task, steps=4)
+    support = family.batch([task], 5, 1, np.random.default_rng([0, ADAPT_STREAM]))
+    phi, _ = solve_proximal(model, theta, support.support_x, support.support_y, 0.02, 4, 4.0)
+    for name, value in adapted.params.items():
+        torch.testing.assert_close(value, phi[name][0])
+    with pytest.raises(Exception, match="adaptation must be one of sgd, proximal, got 'newton'"):
+        learner.evaluate(num_tasks=2, steps=1, adaptation="newton")
+
+
+def test_a_resumed_imaml_run_scored_after_sgd_steps_starts_its_best_afresh(tmp_path):
+    import metarl
+
+    learner = _imaml(validation_every=1)
+    learner.learn(1)
+    assert np.isfinite(learner.best_return)
+    state = learner.state_dict()
+    state["best_by"] = "validation"  # a checkpoint from when validation took plain SGD steps
+    fresh = _imaml(validation_every=1)
+    fresh.load_state_dict(state)
+    assert fresh.best_return == -float("inf")
+    fresh.load_state_dict(learner.state_dict())
+    assert fresh.best_return == learner.best_return
+    learner.save(tmp_path / "imaml.pt")
+    assert metarl.load(tmp_path / "imaml.pt").best_by == "validation/proximal"
+
+
+def test_evaluate_adaptation_flag_scores_either_way_and_refuses_rl_runs(tmp_path, capsys):
+    run = tmp_path / "imaml"
+    config = {"env": "supervised/Sinusoid", "algorithm": "imaml", "iterations": 2, "meta_batch_size": 3}
+    config["inner"] = {"steps": 5, "lr": 0.01}
+    path = tmp_path / "imaml.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(run), "--no-progress"]) == 0
+    for adaptation in ("sgd", "proximal"):
+        out = tmp_path / f"{adaptation}.json"
+        args = [
+            "evaluate",
+            str(run),
+            "--tasks",
+            "4",
+            "--steps",
+            "2",
+            "--adaptation",
+            adaptation,
+            "--json",
+            str(out),
+        ]
+        assert main(args) == 0
+        assert json.loads(out.read_text())["adaptation"] == adaptation
+    assert "proximal steps of 0.01" in capsys.readouterr().out
+
+    nav = tmp_path / "nav"
+    nav_args = ["--set", "iterations=1", "--set", "meta_batch_size=2", "--set", "episodes_per_task=2"]
+    nav_args += ["--set", "horizon=5", "--set", "validation.every=0"]
+    assert (
+        main(["train", "experiments/navigation_2d.yaml", "--out", str(nav), "--no-progress", *nav_args]) == 0
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(nav), "--adaptation", "sgd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--adaptation sgd applies to few-shot (supervised/) runs" in err and "\n" not in err

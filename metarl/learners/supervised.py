@@ -48,6 +48,9 @@ from metarl.optim.first_order import apply_gradients, reptile_step
 from metarl.optim.trpo import conjugate_gradient, flat
 from metarl.policies import Params
 
+#: How a few-shot learner adapts θ to a task (see :attr:`SupervisedLearner.adaptation`).
+ADAPTATIONS = ("sgd", "proximal")
+
 
 def family_id(family: Any) -> str:
     """The config's ``env`` for a family: its registered id, or ``supervised/<ClassName>``."""
@@ -80,6 +83,12 @@ class SupervisedLearner(Learner):
     kind = "supervised"
     kind_keys = SUPERVISED_KEYS
     uses_adam = True
+    #: How ``adapt``, ``evaluate`` and validation fit θ to a task: ``sgd``, plain gradient steps of
+    #: ``inner.lr`` on the support loss (MAML's inner loop), or ``proximal``, iMAML's inner
+    #: problem min_φ L_support(φ) + λ/2 ‖φ − θ‖² by steps that back off where they would raise it
+    #: (:func:`~metarl.fewshot.solve_proximal`, λ = ``supervised.imaml_lambda``). Each learner
+    #: adapts as it trains; ``evaluate(adaptation=...)`` scores any θ either way.
+    adaptation = "sgd"
 
     def __init__(self, tasks: str | FewShotFamily = "supervised/Sinusoid", **kwargs: Any) -> None:
         self._family = None if isinstance(tasks, str) else tasks
@@ -126,6 +135,20 @@ class SupervisedLearner(Learner):
     @property
     def loss(self) -> str:
         return self.family.loss
+
+    @property
+    def best_by(self) -> str:
+        """``validation/proximal`` where validation adapts by iMAML's proximal steps: a resumed
+        run whose best was scored after plain SGD steps starts its best afresh."""
+        by = super().best_by
+        return f"{by}/proximal" if by == "validation" and self.adaptation == "proximal" else by
+
+    def _adaptation(self, adaptation: str | None) -> str:
+        if adaptation is None:
+            return self.adaptation
+        if adaptation not in ADAPTATIONS:
+            raise MetarlError(f"adaptation must be one of {', '.join(ADAPTATIONS)}, got {adaptation!r}")
+        return adaptation
 
     def optimizer_state(self) -> dict[str, Any]:
         return {"adam": self.optimizer.state_dict()} if self.optimizer is not None else {}
@@ -190,11 +213,15 @@ class SupervisedLearner(Learner):
         k_shot: int | None = None,
         lr: float | None = None,
         device: str | torch.device | None = None,
+        adaptation: str | None = None,
     ) -> dict[str, Any]:
-        """Query loss on held-out tasks after 0..``steps`` SGD steps on K-shot support sets (the
-        MSE for regression), on ``device`` (default ``auto``)."""
+        """Query loss on held-out tasks after 0..``steps`` adaptation steps of size ``lr`` on
+        K-shot support sets (the MSE for regression), on ``device`` (default ``auto``). The steps
+        are the learner's own :attr:`adaptation` unless ``adaptation`` (``sgd`` or ``proximal``)
+        says otherwise: ``sgd`` scores every learner by the same plain steps."""
         if num_tasks < 1 or steps < 0:
             raise MetarlError(f"need --tasks >= 1 and --steps >= 0, got {num_tasks} and {steps}")
+        adaptation = self._adaptation(adaptation)
         target = resolve_device("auto" if device is None else str(device))
         model = (
             self.policy
@@ -206,8 +233,9 @@ class SupervisedLearner(Learner):
         lr = self.config.inner.lr if lr is None else lr
         tasks = self.family.sample_tasks(num_tasks, rng)
         batch = self.family.batch(tasks, k, self.family.eval_k_query, rng).to(target)
-        values = self._losses_after_steps(model, batch, steps, lr)
+        values = self._losses_after_steps(model, batch, steps, lr, adaptation)
         name = "mean_mse" if self.loss == "mse" else "mean_loss"
+        proximal = {"imaml_lambda": self.config.supervised.imaml_lambda} if adaptation == "proximal" else {}
         return {
             "env_id": self.config.env,
             "method": self.method,
@@ -219,14 +247,31 @@ class SupervisedLearner(Learner):
             if num_tasks > 1
             else [0.0] * (steps + 1),
             "lr": lr,
+            "adaptation": adaptation,
+            **proximal,
             "seed": seed,
         }
 
-    def _losses_after_steps(self, model: nn.Module, batch: FewShotBatch, steps: int, lr: float) -> np.ndarray:
-        """Each task's query loss [steps + 1, tasks] after 0..``steps`` SGD steps of size ``lr``
-        on its support set (θ itself is unchanged)."""
-        current = shared({n: v.detach() for n, v in model.params().items()}, batch.support_x.shape[0])
+    def _losses_after_steps(
+        self, model: nn.Module, batch: FewShotBatch, steps: int, lr: float, adaptation: str = "sgd"
+    ) -> np.ndarray:
+        """Each task's query loss [steps + 1, tasks] after 0..``steps`` steps of size ``lr`` on
+        its support set, plain SGD or proximal (see :attr:`adaptation`); θ itself is unchanged."""
+        theta = {n: v.detach() for n, v in model.params().items()}
+        current = shared(theta, batch.support_x.shape[0])
         per_step = []
+        if adaptation == "proximal":
+
+            def score(phi: Params) -> None:
+                losses = task_losses(model, phi, batch.query_x, batch.query_y, self.loss)
+                per_step.append(losses.detach().cpu().numpy())
+
+            score(current)
+            lam = self.config.supervised.imaml_lambda
+            solve_proximal(
+                model, theta, batch.support_x, batch.support_y, lr, steps, lam, self.loss, on_step=score
+            )
+            return np.stack(per_step)
         for step in range(steps + 1):
             losses = task_losses(model, current, batch.query_x, batch.query_y, self.loss)
             per_step.append(losses.detach().cpu().numpy())
@@ -243,13 +288,16 @@ class SupervisedLearner(Learner):
         return self.family.sample_tasks(self.config.validation.tasks, rng)
 
     def validate(self) -> dict[str, float]:
-        """−(query loss) on the validation tasks after ``inner.steps`` SGD steps of ``inner.lr``
-        on fresh K-shot support sets, as ``evaluate`` scores (see :meth:`Learner.validate`);
-        the support and query sets are the same at every validation."""
+        """−(query loss) on the validation tasks after ``inner.steps`` steps of ``inner.lr`` (the
+        learner's own :attr:`adaptation`) on fresh K-shot support sets, as ``evaluate`` scores
+        (see :meth:`Learner.validate`); the support and query sets are the same at every
+        validation."""
         c = self.config
         rng, _ = self._validation_rng()
         batch = self.family.batch(self.validation_tasks(), c.supervised.k_shot, self.family.eval_k_query, rng)
-        losses = self._losses_after_steps(self.policy, batch.to(self.device), c.inner.steps, c.inner.lr)
+        losses = self._losses_after_steps(
+            self.policy, batch.to(self.device), c.inner.steps, c.inner.lr, self.adaptation
+        )
         means = losses.mean(axis=1)  # [steps + 1]
         metrics = {f"validation/loss_after_{k}_steps": float(m) for k, m in enumerate(means)}
         metrics["validation/score"] = -float(means[-1])
@@ -262,24 +310,33 @@ class SupervisedLearner(Learner):
         k_shot: int | None = None,
         lr: float | None = None,
         seed: int | None = None,
+        adaptation: str | None = None,
     ) -> AdaptedModel:
-        """Fit θ to ``task`` with ``steps`` SGD steps on a fresh K-shot support set; θ itself is
+        """Fit θ to ``task`` with ``steps`` steps (the learner's own :attr:`adaptation` unless
+        ``adaptation`` says ``sgd`` or ``proximal``) on a fresh K-shot support set; θ itself is
         unchanged."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise MetarlError(f"adaptation steps must be an integer >= 0, got {steps!r}")
+        adaptation = self._adaptation(adaptation)
         seed = self.config.seed if seed is None else seed
         rng = np.random.default_rng([seed, ADAPT_STREAM])
         k = k_shot or self.config.supervised.k_shot
         batch = self.family.batch([task], k, 1, rng).to(self.device)
         theta = {n: v.detach() for n, v in self.policy.params().items()}
         params = shared(theta, 1)
-        if steps:
+        lr = self.config.inner.lr if lr is None else lr
+        if steps and adaptation == "proximal":
+            lam = self.config.supervised.imaml_lambda
+            params, _ = solve_proximal(
+                self.policy, theta, batch.support_x, batch.support_y, lr, steps, lam, self.loss
+            )
+        elif steps:
             params = inner_loop(
                 self.policy,
                 params,
                 batch.support_x,
                 batch.support_y,
-                self.config.inner.lr if lr is None else lr,
+                lr,
                 steps,
                 True,
                 self.loss,
@@ -344,9 +401,11 @@ class IMAML(SupervisedLearner):
     meta-gradient solves (I + H/λ) g = ∇L_query(φ) by conjugate gradient. The logged
     ``imaml/inner_residual`` (the proximal objective's gradient norm at φ, beside
     ``imaml/inner_residual_start``, the same at θ) says how well the inner problem was solved:
-    the implicit gradient is exact only where it is near 0."""
+    the implicit gradient is exact only where it is near 0. It adapts at test time (``adapt``,
+    ``evaluate``, validation) by the same proximal steps it trains with."""
 
     algorithm = "imaml"
+    adaptation = "proximal"
     hyperparameters = ("inner.steps", "outer.lr", "supervised.imaml_lambda", "supervised.cg_iters")
 
     def meta_step(self, batch: FewShotBatch) -> dict[str, float]:
