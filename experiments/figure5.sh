@@ -12,7 +12,8 @@
 #   ITERATIONS=200 PPO_STEPS=1000000 bash experiments/figure5.sh halfcheetah_dir
 #   ITERATIONS=1000 bash experiments/figure5.sh halfcheetah_vel  # later: the same runs, extended
 #
-# Every stage is skipped when its output exists, and a stopped meta-training run is continued
+# Every stage is skipped when its output exists (an evaluation when its JSON is newer than the
+# checkpoint it scores), and a stopped meta-training run is continued
 # with --resume (to ITERATIONS, so a larger ITERATIONS extends finished runs), so the script can
 # be interrupted and run again. The run directories go to experiments/runs/<task>/, inside the
 # repository, so that they can be committed with the results: their TensorBoard curves are then
@@ -47,7 +48,10 @@ for learner in $learners; do
             metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
                 "${extra[@]}" --no-progress
         fi
-        metarl evaluate "$run" --checkpoint best --tasks "$tasks" --steps 3 --json "$results/${learner}_seed$seed.json"
+        json=$results/${learner}_seed$seed.json
+        # Re-scored only when best.pt is newer than its JSON (a resumed run may have a new best).
+        [[ $json -nt $run/best.pt ]] ||
+            metarl evaluate "$run" --checkpoint best --tasks "$tasks" --steps 3 --json "$json"
     done
     # The first seed's θ, so that anyone can re-score it without retraining.
     name=${learner/maml_trpo/maml}
@@ -57,7 +61,8 @@ done
 for kind in random pretrained oracle; do
     run=$runs/$kind
     [[ -f $run/checkpoint.pt ]] || metarl baseline "$kind" "$config" --out "$run" --timesteps "$ppo_steps"
-    metarl evaluate "$run" --tasks "$tasks" --steps 3 --json "$results/$kind.json"
+    [[ $results/$kind.json -nt $run/checkpoint.pt ]] ||
+        metarl evaluate "$run" --tasks "$tasks" --steps 3 --json "$results/$kind.json"
 done
 
 flags=()  # the tasks of the paper's Figure 5 also get scores against its random and oracle

@@ -43,8 +43,13 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
     run = runs / "maml_trpo_seed0"
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 1
     baselines = {kind: (runs / kind / "checkpoint.pt").read_bytes() for kind in ("random", "pretrained")}
+    scored = {kind: (results / f"{kind}.json").stat().st_mtime_ns for kind in ("random", "pretrained")}
 
     _figure5(tmp_path, iterations=2)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
     for kind, before in baselines.items():
         assert (runs / kind / "checkpoint.pt").read_bytes() == before, kind
+        # Not re-scored: the JSON is newer than the checkpoint it scored.
+        assert (results / f"{kind}.json").stat().st_mtime_ns == scored[kind], kind
+    maml = results / "maml_trpo_seed0.json"
+    assert maml.stat().st_mtime_ns > (run / "best.pt").stat().st_mtime_ns  # re-scored if best.pt moved
