@@ -62,6 +62,8 @@ def load_result(path: str | Path) -> dict[str, Any]:
         if key in result and not ok(result[key]):
             raise MetarlError(f"{name}: {key!r} must be {kind}, got {_json_short(result[key])}")
     result.setdefault("method", path.stem)
+    if result.get("adaptation") == "proximal":  # iMAML's own steps: not comparable with SGD rows
+        result["method"] = f"{result['method']} (proximal steps)"
     return result
 
 

@@ -234,6 +234,9 @@ def test_evaluate_adaptation_flag_scores_either_way_and_refuses_rl_runs(tmp_path
         assert main(args) == 0
         assert json.loads(out.read_text())["adaptation"] == adaptation
     assert "proximal steps of 0.01" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "sgd.json"), str(tmp_path / "proximal.json")]) == 0
+    rows = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[1:3]]
+    assert rows == ["imaml", "imaml (proximal steps)"]  # the table says which steps scored each row
 
     nav = tmp_path / "nav"
     nav_args = ["--set", "iterations=1", "--set", "meta_batch_size=2", "--set", "episodes_per_task=2"]
