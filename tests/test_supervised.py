@@ -181,7 +181,11 @@ def test_imaml_adapts_evaluates_and_validates_by_its_proximal_steps():
     assert default["mean_mse"][:2] == pytest.approx(sgd["mean_mse"][:2], rel=1e-6)
 
     validation = learner.validate()
-    assert validation["validation/score"] == -validation["validation/loss_after_6_steps"]
+    rng, _ = learner._validation_rng()  # the validation's own support and query sets
+    held = family.batch(learner.validation_tasks(), 5, family.eval_k_query, rng)
+    for kind, check in (("proximal", True), ("sgd", False)):
+        expected = learner._losses_after_steps(model, held, steps, 0.02, kind)[-1].mean()
+        assert (validation["validation/score"] == pytest.approx(-expected, rel=1e-6)) == check, kind
 
     task = tasks[0]
     adapted = learner.adapt(task, steps=4)
