@@ -46,7 +46,22 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     """The one line printed for Ctrl-C or SIGTERM, with the command that continues the run."""
     name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     trainer = _ACTIVE.get("trainer")
-    if trainer is None:
+    baseline = _ACTIVE.get("baseline")
+    if baseline is not None and baseline.kind != "random":
+        if baseline.saved_timesteps is None:
+            print(
+                f"metarl: interrupted ({name}) before PPO's first update; start again with: "
+                f"{_ACTIVE.get('rerun', 'metarl baseline KIND CONFIG')} --out {baseline.out_dir} --force",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"metarl: interrupted ({name}); PPO's state after {baseline.saved_timesteps:,} of "
+                f"{baseline.timesteps:,} env steps is kept; continue with: metarl baseline --resume "
+                f"{baseline.out_dir}",
+                file=sys.stderr,
+            )
+    elif trainer is None:
         print(f"metarl: interrupted ({name})", file=sys.stderr)
     elif trainer.saved_iteration is None:
         print(
@@ -308,17 +323,50 @@ def _write_json(path: str | None, result: dict) -> None:
 
 def _baseline(args: argparse.Namespace) -> int:
     from metarl.config import load_config
-    from metarl.reference_methods import make_baseline
+    from metarl.reference_methods import (
+        PPOProgress,
+        check_no_unfinished_ppo,
+        make_baseline,
+        resume_baseline,
+    )
     from metarl.runs import RunDirectory
 
-    for flag, value in (("--timesteps", args.timesteps), ("--num-envs", args.num_envs)):
+    if args.resume:
+        flags = {
+            "KIND": args.kind,
+            "CONFIG": args.config,
+            "--out": args.out,
+            "--timesteps": args.timesteps,
+            "--num-envs": args.num_envs,
+            "--set": args.set,
+            "--force": args.force or None,
+        }
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise MetarlError(
+                f"--resume DIR continues the baseline as it started; it takes no {', '.join(given)}"
+            )
+        progress = PPOProgress("PPO", Path(args.resume), 0)
+        _ACTIVE["baseline"] = progress
+        out = resume_baseline(args.resume, progress)
+        print(f"finished the {progress.kind} baseline in {out}; evaluate it with: metarl evaluate {out}")
+        return 0
+    if args.kind is None or args.config is None:
+        raise MetarlError("baseline needs KIND and CONFIG (or --resume DIR)")
+    timesteps = 1_000_000 if args.timesteps is None else args.timesteps
+    num_envs = 4 if args.num_envs is None else args.num_envs
+    for flag, value in (("--timesteps", timesteps), ("--num-envs", num_envs)):
         if value < 1:
             raise MetarlError(f"{flag}: got {value}, expected a positive integer")
     config = load_config(args.config, list(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{args.kind}"
     # --out naming a file, a run there without --force, ...: one line before anything runs.
+    check_no_unfinished_ppo(out, args.force)
     RunDirectory(out).check_new(args.force, resume_hint=False)
-    make_baseline(args.kind, config, out, args.timesteps, args.num_envs, force=args.force)
+    progress = PPOProgress(args.kind, out, timesteps)
+    _ACTIVE["baseline"] = progress
+    _ACTIVE["rerun"] = f"metarl baseline {args.kind} {args.config}"
+    make_baseline(args.kind, config, out, timesteps, num_envs, force=args.force, progress=progress)
     print(f"wrote the {args.kind} baseline to {out}; evaluate it with: metarl evaluate {out}")
     return 0
 
@@ -501,11 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     envs.set_defaults(func=_envs)
 
     bl = sub.add_parser("baseline", help="build the random, pretrained or oracle baseline", parents=[common])
-    bl.add_argument("kind", choices=("random", "pretrained", "oracle"))
-    bl.add_argument("config", help="the experiment config whose family and network to use")
+    bl.add_argument("kind", nargs="?", choices=("random", "pretrained", "oracle"))
+    bl.add_argument("config", nargs="?", help="the experiment config whose family and network to use")
     bl.add_argument("--out", help="run directory (default runs/<config>-<kind>)")
-    bl.add_argument("--timesteps", type=int, default=1_000_000, help="PPO env steps (pretrained, oracle)")
-    bl.add_argument("--num-envs", type=int, default=4, help="PPO's parallel envs")
+    bl.add_argument("--timesteps", type=int, help="PPO env steps (pretrained, oracle; default 1000000)")
+    bl.add_argument("--num-envs", type=int, help="PPO's parallel envs (default 4)")
+    bl.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue an interrupted pretrained or oracle run from its last update",
+    )
     bl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     bl.add_argument("--force", action="store_true", help="replace a run already in --out")
     bl.set_defaults(func=_baseline)

@@ -18,7 +18,7 @@ from metarl.device import resolve_device
 from metarl.errors import MetarlError
 from metarl.learners.base import EVAL_STREAM
 from metarl.policies import MLPPolicy, Params
-from metarl.runs import BEST, CHECKPOINT
+from metarl.runs import BEST, CHECKPOINT, check_not_unfinished_baseline
 from metarl.sampling import EpisodeSampler
 from metarl.sampling.local import Sampler
 
@@ -27,6 +27,7 @@ def checkpoint_path(path: str | Path, which: str = "latest") -> Path:
     """The checkpoint file a run directory's ``latest`` or ``best`` names, or ``path`` itself."""
     path = Path(path)
     if path.is_dir():
+        check_not_unfinished_baseline(path)
         if which == "best" and not (path / BEST).exists() and (path / CHECKPOINT).exists():
             raise MetarlError(
                 f"{str(path)!r} has no {BEST} yet: it is written at the run's first validation "

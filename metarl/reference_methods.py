@@ -11,12 +11,21 @@
 Each is a run directory: ``config.yaml``, ``checkpoint.pt`` (``method`` names the baseline) and,
 for PPO, ``ppo.zip`` (the SB3 model). The oracle's ``ppo.zip`` is read without unpickling: only its
 parameters are loaded (``weights_only=True``) into a PPO model rebuilt from the config.
+
+A PPO baseline saves its progress after every PPO update (``ppo-resume.pt``: parameters, Adam's
+state and the step count, tensors and plain values only), so an interrupted one continues with
+``metarl baseline --resume DIR`` instead of starting again. The continuation is not bit-identical
+to an unbroken run: the episodes in progress at the interruption start afresh, and the random
+streams are re-seeded from the seed and the step count.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
+import os
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,7 @@ from tqdm import tqdm
 from metarl.config import Config
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy
+from metarl.runs import PPO_RESUME
 from metarl.tasks import make_env, resolve_env_id
 
 BASELINES = ("random", "pretrained", "oracle")
@@ -109,6 +119,81 @@ def _sb3() -> Any:
     return stable_baselines3
 
 
+@dataclasses.dataclass
+class PPOProgress:
+    """How far a PPO baseline has come: its target, and the env steps its last saved state
+    (``ppo-resume.pt``) holds, ``None`` before the first update. Read by the CLI to say how an
+    interrupted run continues."""
+
+    kind: str
+    out_dir: Path
+    timesteps: int
+    saved_timesteps: int | None = None
+
+
+def ppo_state(model: Any) -> dict[str, Any]:
+    """What continues a PPO run (tensors and plain values only, loadable with
+    ``weights_only=True``): parameters, Adam's state, the step and update counters, and the
+    recent episodes behind SB3's ``rollout/ep_rew_mean``."""
+    episodes = [[float(e["r"]), float(e["l"]), float(e["t"])] for e in model.ep_info_buffer or []]
+    return {
+        "num_timesteps": int(model.num_timesteps),
+        "n_updates": int(model._n_updates),
+        "episode_num": int(model._episode_num),
+        "policy": {k: v.detach().clone() for k, v in model.policy.state_dict().items()},
+        "optimizer": model.policy.optimizer.state_dict(),
+        "episodes": torch.tensor(episodes, dtype=torch.float64).reshape(-1, 3),
+    }
+
+
+def _restore_ppo_state(model: Any, state: dict[str, Any]) -> None:
+    model.policy.load_state_dict(state["policy"])
+    model.policy.optimizer.load_state_dict(state["optimizer"])
+    model.num_timesteps = int(state["num_timesteps"])
+    model._n_updates = int(state["n_updates"])
+    model._episode_num = int(state["episode_num"])
+    rows = state["episodes"].tolist()
+    model.ep_info_buffer = deque(
+        ({"r": ret, "l": int(length), "t": t} for ret, length, t in rows), maxlen=model._stats_window_size
+    )
+    model.ep_success_buffer = deque(maxlen=model._stats_window_size)
+
+
+def _ppo_logger(log_dir: Path, resumed_at: int | None) -> Any:
+    """SB3's CSV and TensorBoard outputs in ``log_dir``. A resumed run keeps what the earlier part
+    logged up to ``resumed_at`` env steps and drops the rest (logged after the saved state, so
+    about updates that the resumed run does again), in ``progress.csv`` and in TensorBoard."""
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "progress.csv"
+    csv_out = CSVOutputFormat(str(path)) if resumed_at is None or not path.is_file() else None
+    if csv_out is None:
+        lines = path.read_text().splitlines(keepends=True)
+        header = next(csv.reader(lines[:1]), [])
+        kept = lines[:1]
+        if "time/total_timesteps" in header:
+            column = header.index("time/total_timesteps")
+            for line in lines[1:]:
+                row = next(csv.reader([line]), [])
+                if column < len(row) and row[column] and float(row[column]) <= resumed_at:
+                    kept.append(line)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+        csv_out = CSVOutputFormat.__new__(CSVOutputFormat)
+        csv_out.file = open(path, "r+")  # noqa: SIM115  (SB3 closes it with the logger)
+        csv_out.file.seek(0, os.SEEK_END)
+        csv_out.keys, csv_out.separator, csv_out.quotechar = header, ",", '"'
+    tensorboard = TensorBoardOutputFormat.__new__(TensorBoardOutputFormat)
+    # purge_step hides the dropped updates' events in TensorBoard, as metarl train does.
+    purge = None if resumed_at is None else resumed_at + 1
+    tensorboard.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+    tensorboard._is_closed = False
+    return Logger(str(log_dir), [csv_out, tensorboard])
+
+
 def train_ppo(
     config: Config,
     oracle: bool,
@@ -116,24 +201,46 @@ def train_ppo(
     num_envs: int = 4,
     seed: int = 0,
     log_dir: str | Path | None = None,
+    resume: dict[str, Any] | None = None,
+    on_update: Callable[[Any], None] | None = None,
 ) -> Any:
-    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size.
-    With ``log_dir``, PPO's own metrics (episode return, losses) go there as TensorBoard events
-    and ``progress.csv``; without, nothing is written."""
+    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size, for
+    ``timesteps`` env steps in all. With ``log_dir``, PPO's own metrics (episode return, losses)
+    go there as TensorBoard events and ``progress.csv``; without, nothing is written.
+    ``on_update(model)`` is called after every PPO update but the last (to save
+    :func:`ppo_state`); ``resume``, such a state, continues that run up to ``timesteps``."""
     sb3 = _sb3()
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import Logger, configure
+    from stable_baselines3.common.logger import Logger
 
-    vec = make_vec_env(lambda: _ppo_env(config, seed, oracle), n_envs=num_envs, seed=seed)
+    done = 0 if resume is None else int(resume["num_timesteps"])
+    # A continuation draws new tasks and episodes: its streams are seeded from the step count.
+    run_seed = seed if resume is None else int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
+    vec = make_vec_env(lambda: _ppo_env(config, run_seed, oracle), n_envs=num_envs, seed=run_seed)
     activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[config.policy.activation]
     hidden = list(config.policy.hidden_sizes)
     policy_kwargs: dict[str, Any] = {"net_arch": {"pi": hidden, "vf": hidden}, "activation_fn": activation}
     if isinstance(vec.action_space, gym.spaces.Box):
         policy_kwargs["log_std_init"] = config.policy.init_log_std
-    model = sb3.PPO("MlpPolicy", vec, policy_kwargs=policy_kwargs, seed=seed, verbose=0, device="cpu")
+    model = sb3.PPO("MlpPolicy", vec, policy_kwargs=policy_kwargs, seed=run_seed, verbose=0, device="cpu")
+    if resume is not None:
+        _restore_ppo_state(model, resume)
     # SB3's default logger makes an empty temp folder per model; log where the user looks instead.
-    model.set_logger(configure(str(log_dir), ["csv", "tensorboard"]) if log_dir else Logger(None, []))
-    model.learn(total_timesteps=timesteps)
+    resumed_at = None if resume is None else done
+    model.set_logger(_ppo_logger(Path(log_dir), resumed_at) if log_dir else Logger(None, []))
+
+    class AfterEachUpdate(BaseCallback):
+        def _on_rollout_start(self) -> None:  # the previous rollout's update is done
+            if on_update is not None and self.model.num_timesteps > done:
+                on_update(self.model)
+
+        def _on_step(self) -> bool:
+            return True
+
+    if timesteps > done:
+        model.learn(total_timesteps=timesteps - done, callback=AfterEachUpdate(), reset_num_timesteps=False)
+    model.logger.close()
     return model
 
 
@@ -179,12 +286,12 @@ def make_baseline(
     timesteps: int = 1_000_000,
     num_envs: int = 4,
     force: bool = False,
+    progress: PPOProgress | None = None,
 ) -> Path:
     """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir`` (locked
-    while it is written; with ``force`` an earlier run there is replaced, and only its files)."""
-    from metarl.policies import make_policy
-    from metarl.runs import CHECKPOINT, CONFIG_FILE, RunDirectory
-    from metarl.sampling.local import Sampler
+    while it is written; with ``force`` an earlier run there is replaced, and only its files).
+    PPO baselines save their progress after every update; ``progress`` follows it."""
+    from metarl.runs import CONFIG_FILE, RunDirectory
 
     if kind not in BASELINES:
         raise MetarlError(f"unknown baseline {kind!r}; expected one of {', '.join(BASELINES)}")
@@ -192,7 +299,90 @@ def make_baseline(
         raise MetarlError(f"--timesteps: got {timesteps}, expected a positive integer")
     out = Path(out_dir)
     run = RunDirectory(out)
+    check_no_unfinished_ppo(out, force)
     run.check_new(force, resume_hint=False)
+    with run:
+        try:
+            run.start_over()
+            run.write_text(CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            _build(run, kind, config, timesteps, num_envs, None, progress)
+        except OSError as exc:
+            raise MetarlError(run.write_error(exc)) from None
+    return out
+
+
+def unfinished_ppo(run_dir: str | Path) -> dict[str, Any] | None:
+    """The saved state of an interrupted PPO baseline in ``run_dir`` (``ppo-resume.pt``, written
+    by metarl, loaded with ``weights_only=True``), or ``None`` if there is none."""
+    from metarl.checkpoint import load_checkpoint
+    from metarl.runs import RunDirectory
+
+    run = RunDirectory(run_dir)
+    if PPO_RESUME not in run.owned() or not (run.path / PPO_RESUME).is_file():
+        return None
+    state = load_checkpoint(run.path / PPO_RESUME)
+    if state.get("method") not in ("pretrained", "oracle") or not isinstance(state.get("ppo"), dict):
+        raise MetarlError(f"{str(run.path / PPO_RESUME)!r} is not the saved state of a PPO baseline")
+    return state
+
+
+def check_no_unfinished_ppo(run_dir: str | Path, force: bool) -> None:
+    """Refuse (one line) to start a new run over an interrupted PPO baseline unless ``force``."""
+    state = None if force else unfinished_ppo(run_dir)
+    if state is not None:
+        done, target = state["ppo"]["num_timesteps"], state["timesteps"]
+        raise MetarlError(
+            f"{str(run_dir)!r} holds an unfinished {state['method']} baseline ({done:,} of {target:,} "
+            f"PPO env steps); continue it with: metarl baseline --resume {run_dir}, or use --force "
+            "to start over"
+        )
+
+
+def resume_baseline(run_dir: str | Path, progress: PPOProgress | None = None) -> Path:
+    """Continue the interrupted PPO baseline in ``run_dir`` from its last saved update, with the
+    config, target steps and number of envs it started with."""
+    from metarl.config import config_from_dict
+    from metarl.runs import RunDirectory
+
+    run = RunDirectory(run_dir)
+    if not run.path.is_dir():
+        raise MetarlError(f"--resume {str(run.path)!r}: no such run directory")
+    run.check_foreign()
+    state = unfinished_ppo(run.path)
+    if state is None:
+        done = "holds a finished baseline" if run.holds_run() else "holds no interrupted PPO baseline"
+        raise MetarlError(
+            f"--resume {str(run.path)!r} {done} ({PPO_RESUME} is what metarl baseline continues)"
+        )
+    config = config_from_dict(state["config"], strict=False)  # a full to_dict(), as checkpoints hold
+    if progress is not None:
+        progress.kind, progress.timesteps = state["method"], int(state["timesteps"])
+        progress.saved_timesteps = int(state["ppo"]["num_timesteps"])
+    with run:
+        try:
+            _build(
+                run, state["method"], config, int(state["timesteps"]), int(state["num_envs"]), state, progress
+            )
+        except OSError as exc:
+            raise MetarlError(run.write_error(exc)) from None
+    return run.path
+
+
+def _build(
+    run: Any,
+    kind: str,
+    config: Config,
+    timesteps: int,
+    num_envs: int,
+    resume: dict[str, Any] | None,
+    progress: PPOProgress | None,
+) -> None:
+    """Train (or continue) the baseline into the locked run directory ``run`` and write its
+    checkpoint; an interrupted PPO run leaves ``ppo-resume.pt`` of its last update."""
+    from metarl.policies import make_policy
+    from metarl.runs import CHECKPOINT
+    from metarl.sampling.local import Sampler
+
     probe = Sampler(config.env, 1, 1, config.horizon, backend="sync", env_kwargs=config.env_kwargs)
     obs_dim, act_dim, discrete = probe.obs_dim, probe.act_dim, probe.discrete
     probe.close()
@@ -203,29 +393,37 @@ def make_baseline(
             obs_dim, act_dim, discrete, p.hidden_sizes, p.activation, p.init_log_std, p.init_output_scale
         )
     state: dict[str, Any] = {"iteration": 0, "config": config.to_dict(), "method": kind}
-    with run:
-        try:
-            run.start_over()
-            if kind in ("pretrained", "oracle"):
-                before = run.snapshot()
-                try:  # SB3 names its log files itself: they are claimed however training ends
-                    model = train_ppo(
-                        config, kind == "oracle", timesteps, num_envs, config.seed, log_dir=out / "ppo"
-                    )
-                finally:
-                    run.claim_new_files(before)
-                run.claim([PPO_FILE])
-                model.save(out / PPO_FILE)
-                state["timesteps"] = timesteps
-                if kind == "pretrained":
-                    policy_from_ppo(model, policy, config.policy.rescale_actions)
-            if kind != "oracle":
-                state["policy"] = policy.state_dict()
-            run.write_text(CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-            run.save(CHECKPOINT, state)
-        except OSError as exc:
-            raise MetarlError(run.write_error(exc)) from None
-    return out
+    if kind in ("pretrained", "oracle"):
+        header = {"method": kind, "config": config.to_dict(), "timesteps": timesteps, "num_envs": num_envs}
+
+        def save_progress(model: Any) -> None:
+            run.save(PPO_RESUME, {**header, "ppo": ppo_state(model)})
+            if progress is not None:
+                progress.saved_timesteps = int(model.num_timesteps)
+
+        before = run.snapshot()
+        try:  # SB3 names its log files itself: they are claimed however training ends
+            model = train_ppo(
+                config,
+                kind == "oracle",
+                timesteps,
+                num_envs,
+                config.seed,
+                log_dir=run.path / "ppo",
+                resume=None if resume is None else resume["ppo"],
+                on_update=save_progress,
+            )
+        finally:
+            run.claim_new_files(before)
+        run.claim([PPO_FILE])
+        model.save(run.path / PPO_FILE)
+        state["timesteps"] = timesteps
+        if kind == "pretrained":
+            policy_from_ppo(model, policy, config.policy.rescale_actions)
+    if kind != "oracle":
+        state["policy"] = policy.state_dict()
+    run.save(CHECKPOINT, state)
+    run.remove(PPO_RESUME)
 
 
 def _model_acts_in_unit_box(path: Path, config: Config) -> bool:

@@ -2,8 +2,8 @@
 
 A run directory holds what one training (or one baseline) wrote: ``config.yaml``,
 ``checkpoint.pt``, ``best.pt``, ``checkpoint-<iteration>.pt``, TensorBoard event files and, for
-PPO baselines, ``ppo.zip`` and ``ppo/``. Two hidden files make it safe to share a folder with a
-user's own files:
+PPO baselines, ``ppo.zip``, ``ppo/`` and, until they finish, ``ppo-resume.pt``. Two hidden files
+make it safe to share a folder with a user's own files:
 
 * ``.metarl-run.json`` lists every file metarl wrote there. Pruning old checkpoints and
   ``--force`` remove only listed files; a file with one of metarl's names that is not listed
@@ -37,15 +37,28 @@ LOCK = ".metarl.lock"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 CONFIG_FILE = "config.yaml"
+PPO_RESUME = "ppo-resume.pt"  # an unfinished PPO baseline's state (metarl baseline --resume)
 
 # The names metarl writes into a run directory (relative paths; ``ppo/`` holds SB3's logs).
 _OURS = re.compile(
-    r"^(config\.yaml|checkpoint\.pt|best\.pt|checkpoint-\d{6}\.pt|events\.out\.tfevents\..+|ppo\.zip|ppo/.+)$"
+    r"^(config\.yaml|checkpoint\.pt|best\.pt|checkpoint-\d{6}\.pt|events\.out\.tfevents\..+"
+    r"|ppo\.zip|ppo-resume\.pt|ppo/.+)$"
 )
 
 
 def _is_ours(name: str) -> bool:
     return bool(_OURS.match(name))
+
+
+def check_not_unfinished_baseline(path: str | Path) -> None:
+    """Refuse (one line) to read a checkpoint from a PPO baseline that was interrupted before its
+    checkpoint was written, naming the command that finishes it."""
+    path = Path(path)
+    if path.is_dir() and not (path / CHECKPOINT).exists() and (path / PPO_RESUME).is_file():
+        raise MetarlError(
+            f"{str(path)!r} holds an unfinished PPO baseline (no {CHECKPOINT} yet); finish it with: "
+            f"metarl baseline --resume {path}"
+        )
 
 
 class RunDirectory:

@@ -14,7 +14,7 @@ from metarl.config import Config
 from metarl.errors import MetarlError
 from metarl.learners.base import Learner, load
 from metarl.learners.registry import learner_class
-from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory
+from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory, check_not_unfinished_baseline
 
 __all__ = ["BEST", "CHECKPOINT", "CONFIG_FILE", "Trainer", "learner_from_config"]
 
@@ -99,6 +99,7 @@ class Trainer:
             raise MetarlError(f"--resume: {str(out_dir)!r} is not a run directory")
         run = RunDirectory(out_dir)
         run.check_unlocked()
+        check_not_unfinished_baseline(out_dir)
         state = load_checkpoint(out_dir / CHECKPOINT)
         run.check_foreign()
         if state.get("method") in BASELINE_METHODS:

@@ -178,3 +178,107 @@ def test_the_oracle_evaluated_in_batch_returns_what_one_episode_at_a_time_return
     assert torch.equal(torch.random.get_rng_state(), before)
     assert evaluate_oracle(tmp_path, config, 6, seed=3, episodes_per_task=None) == sampled
     assert sampled["per_task_returns"] != result["per_task_returns"] and sampled["tasks"] == result["tasks"]
+
+
+# --- an interrupted PPO baseline continues from its last update ---------------------------------
+def _interrupt_at_update(monkeypatch, number, seen):
+    """Make PPO's ``number``-th update (counted in this process) raise KeyboardInterrupt, as
+    Ctrl-C would; ``seen`` records each update's starting parameters and Adam step count."""
+    from stable_baselines3 import PPO
+
+    real_train = PPO.train
+
+    def train(self):
+        params = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+        adam = self.policy.optimizer.state_dict()["state"]
+        seen.append((self.num_timesteps, params, int(adam[0]["step"]) if adam else 0))
+        if len(seen) == number:
+            raise KeyboardInterrupt
+        return real_train(self)
+
+    monkeypatch.setattr(PPO, "train", train)
+
+
+def _csv_column(path, name):
+    import csv
+
+    rows = list(csv.DictReader(path.open()))
+    return [float(row[name]) for row in rows]
+
+
+def test_an_interrupted_ppo_baseline_resumes_from_its_last_update(tmp_path, capsys, monkeypatch):
+    from metarl.checkpoint import load_checkpoint
+    from metarl.reference_methods import PPO_RESUME
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "pretrained"
+    rollout = 2048 * 2  # SB3's n_steps per env x 2 envs
+    seen = []
+    _interrupt_at_update(monkeypatch, 3, seen)
+    args = ["baseline", "pretrained", str(config), "--out", str(run), "--timesteps", str(4 * rollout)]
+    assert main([*args, "--num-envs", "2"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"metarl: interrupted (Ctrl-C); PPO's state after {2 * rollout:,} of {4 * rollout:,} env steps "
+        f"is kept; continue with: metarl baseline --resume {run}"
+    ]
+    assert not (run / "checkpoint.pt").exists()
+    saved = load_checkpoint(run / PPO_RESUME)  # tensors and plain values only
+    assert saved["ppo"]["num_timesteps"] == 2 * rollout and saved["num_envs"] == 2
+    interrupted_at = seen[2]  # the parameters after two updates: what was saved
+    for name, value in interrupted_at[1].items():
+        torch.testing.assert_close(saved["ppo"]["policy"][name], value, rtol=0, atol=0)
+    # SB3 logged the interrupted rollout before its update; the resumed run logs it again.
+    assert _csv_column(run / "ppo" / "progress.csv", "time/total_timesteps") == [
+        rollout,
+        2 * rollout,
+        3 * rollout,
+    ]
+
+    # A new run over it is refused, pointing at --resume; the state is untouched.
+    assert main([*args, "--num-envs", "2"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "holds an unfinished pretrained baseline (8,192 of 16,384 PPO env steps)" in line
+    assert f"metarl baseline --resume {run}" in line
+    assert main(["baseline", "--resume", str(run), "--timesteps", "5"]) == 2
+    assert "it takes no --timesteps" in capsys.readouterr().err
+    for command in (["evaluate", str(run)], ["train", "--resume", str(run)]):
+        assert main(command) == 2
+        line = capsys.readouterr().err
+        assert "holds an unfinished PPO baseline (no checkpoint.pt yet)" in line
+        assert f"finish it with: metarl baseline --resume {run}" in line
+
+    monkeypatch.undo()
+    seen.clear()
+    _interrupt_at_update(monkeypatch, 99, seen)
+    assert main(["baseline", "--resume", str(run)]) == 0
+    assert f"finished the pretrained baseline in {run}" in capsys.readouterr().out
+    # The continuation starts from the saved parameters and Adam state, and runs to the target.
+    assert [steps for steps, _, _ in seen] == [3 * rollout, 4 * rollout]
+    for name, value in interrupted_at[1].items():
+        torch.testing.assert_close(seen[0][1][name], value, rtol=0, atol=0)
+    assert seen[0][2] == interrupted_at[2] > 0
+    assert _csv_column(run / "ppo" / "progress.csv", "time/total_timesteps") == [
+        rollout * k for k in (1, 2, 3, 4)
+    ]
+    assert not (run / PPO_RESUME).exists()
+    finished = load_checkpoint(run / "checkpoint.pt")
+    assert finished["method"] == "pretrained" and finished["timesteps"] == 4 * rollout
+    assert main(["evaluate", str(run), "--tasks", "2", "--steps", "1"]) == 0
+    assert main(["baseline", "--resume", str(run)]) == 2
+    assert "holds a finished baseline" in capsys.readouterr().err
+
+
+def test_an_interrupt_before_ppos_first_update_says_how_to_start_again(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "oracle"
+    _interrupt_at_update(monkeypatch, 1, [])
+    assert main(["baseline", "oracle", str(config), "--out", str(run), "--num-envs", "2"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"metarl: interrupted (Ctrl-C) before PPO's first update; start again with: "
+        f"metarl baseline oracle {config} --out {run} --force"
+    )
+    assert main(["baseline", "--resume", str(run)]) == 2
+    assert "holds no interrupted PPO baseline" in capsys.readouterr().err

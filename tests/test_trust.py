@@ -325,7 +325,7 @@ def test_what_is_left_of_an_earlier_run_is_removed_only_with_force(tmp_path, cap
 def test_an_interrupted_baseline_leaves_only_files_it_claimed(tmp_path, monkeypatch):
     from metarl import reference_methods
 
-    def interrupted_ppo(config, oracle, timesteps, num_envs, seed, log_dir):
+    def interrupted_ppo(config, oracle, timesteps, num_envs, seed, log_dir, **kwargs):
         log_dir.mkdir(parents=True)
         (log_dir / "progress.csv").write_text("time/iterations\n1\n")
         raise KeyboardInterrupt
