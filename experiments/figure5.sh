@@ -13,9 +13,9 @@
 #   ITERATIONS=1000 bash experiments/figure5.sh halfcheetah_vel  # later: the same runs, extended
 #
 # Every stage is skipped when its output exists (an evaluation when its JSON is newer than the
-# checkpoint it scores), and a stopped meta-training run is continued
-# with --resume (to ITERATIONS, so a larger ITERATIONS extends finished runs), so the script can
-# be interrupted and run again. The run directories go to experiments/runs/<task>/, inside the
+# checkpoint it scores), a stopped meta-training run is continued with --resume (to ITERATIONS,
+# so a larger ITERATIONS extends finished runs), and so is a stopped PPO baseline (from its last
+# update), so the script can be interrupted and run again. The run directories go to experiments/runs/<task>/, inside the
 # repository, so that they can be committed with the results: their TensorBoard curves are then
 # published, and a stopped run continues from any clone. RUNS and RESULTS move the run
 # directories and the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds
@@ -60,7 +60,11 @@ done
 
 for kind in random pretrained oracle; do
     run=$runs/$kind
-    [[ -f $run/checkpoint.pt ]] || metarl baseline "$kind" "$config" --out "$run" --timesteps "$ppo_steps"
+    if [[ -f $run/ppo-resume.pt && ! -f $run/checkpoint.pt ]]; then  # an interrupted PPO run
+        metarl baseline --resume "$run"
+    elif [[ ! -f $run/checkpoint.pt ]]; then
+        metarl baseline "$kind" "$config" --out "$run" --timesteps "$ppo_steps"
+    fi
     [[ $results/$kind.json -nt $run/checkpoint.pt ]] ||
         metarl evaluate "$run" --tasks "$tasks" --steps 3 --json "$results/$kind.json"
 done

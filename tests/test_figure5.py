@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from metarl.cli import main
+from tests.test_baselines import _interrupt_at_update
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +33,7 @@ def _figure5(tmp_path: Path, iterations: int) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselines(tmp_path):
+def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselines(tmp_path, monkeypatch):
     _figure5(tmp_path, iterations=1)
     results, runs = tmp_path / "results", tmp_path / "runs" / "navigation_2d"
     expected = ["maml_trpo_seed0.json", "random.json", "pretrained.json", "oracle.json"]
@@ -45,8 +48,26 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
     baselines = {kind: (runs / kind / "checkpoint.pt").read_bytes() for kind in ("random", "pretrained")}
     scored = {kind: (results / f"{kind}.json").stat().st_mtime_ns for kind in ("random", "pretrained")}
 
+    # An oracle interrupted after its first PPO update: the second call continues it.
+    oracle = runs / "oracle"
+    args = [
+        "baseline",
+        "oracle",
+        str(ROOT / "experiments/navigation_2d.yaml"),
+        "--out",
+        str(oracle),
+        "--force",
+    ]
+    _interrupt_at_update(monkeypatch, 2, [])
+    assert main([*args, "--timesteps", str(3 * 4096), "--num-envs", "2"]) == 130
+    monkeypatch.undo()
+    assert (oracle / "ppo-resume.pt").is_file() and not (oracle / "checkpoint.pt").exists()
+
     _figure5(tmp_path, iterations=2)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    finished = torch.load(oracle / "checkpoint.pt", weights_only=True)
+    assert finished["timesteps"] == 3 * 4096 and not (oracle / "ppo-resume.pt").exists()
+    assert (results / "oracle.json").stat().st_mtime_ns > (oracle / "checkpoint.pt").stat().st_mtime_ns
     for kind, before in baselines.items():
         assert (runs / kind / "checkpoint.pt").read_bytes() == before, kind
         # Not re-scored: the JSON is newer than the checkpoint it scored.
