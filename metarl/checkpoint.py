@@ -104,3 +104,26 @@ def load_sb3_policy_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MetarlError(f"{str(path)!r}: policy.pth is not a state dict of tensors")
     return state
+
+
+def load_sb3_training_state(path: str | Path) -> dict[str, Any]:
+    """What continues the training of a Stable-Baselines3 PPO model file (``ppo.zip``), read
+    without unpickling: the policy (``policy.pth``) and Adam's state (``policy.optimizer.pth``),
+    both loaded with ``weights_only=True``, and the counters and ``n_envs``, plain numbers in the
+    JSON of SB3's ``data`` entry (whose pickled objects are never decoded)."""
+    import json
+
+    policy = load_sb3_policy_state(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            with archive.open("policy.optimizer.pth") as f:
+                optimizer = torch.load(f, map_location="cpu", weights_only=True)
+            data = json.loads(archive.read("data"))
+        counters = {key: int(data[key]) for key in ("num_timesteps", "_n_updates", "_episode_num", "n_envs")}
+    except pickle.UnpicklingError:
+        raise MetarlError(f"{str(path)!r} holds objects other than tensors; {UNTRUSTED}") from None
+    except (KeyError, TypeError, ValueError, zipfile.BadZipFile, RuntimeError, OSError) as exc:
+        raise MetarlError(
+            f"SB3 model {str(path)!r} cannot be continued ({type(exc).__name__}: {exc})"
+        ) from None
+    return {"policy": policy, "optimizer": optimizer, **counters}

@@ -336,7 +336,6 @@ def _baseline(args: argparse.Namespace) -> int:
             "KIND": args.kind,
             "CONFIG": args.config,
             "--out": args.out,
-            "--timesteps": args.timesteps,
             "--num-envs": args.num_envs,
             "--set": args.set,
             "--force": args.force or None,
@@ -344,12 +343,16 @@ def _baseline(args: argparse.Namespace) -> int:
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             raise MetarlError(
-                f"--resume DIR continues the baseline as it started; it takes no {', '.join(given)}"
+                f"--resume DIR continues the baseline as it started (--timesteps N: to N env steps in "
+                f"all); it takes no {', '.join(given)}"
             )
         progress = PPOProgress("PPO", Path(args.resume), 0)
         _ACTIVE["baseline"] = progress
-        out = resume_baseline(args.resume, progress)
-        print(f"finished the {progress.kind} baseline in {out}; evaluate it with: metarl evaluate {out}")
+        out = resume_baseline(args.resume, args.timesteps, progress)
+        print(
+            f"finished the {progress.kind} baseline ({progress.timesteps:,} PPO env steps) in {out}; "
+            f"evaluate it with: metarl evaluate {out}"
+        )
         return 0
     if args.kind is None or args.config is None:
         raise MetarlError("baseline needs KIND and CONFIG (or --resume DIR)")
@@ -557,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument(
         "--resume",
         metavar="DIR",
-        help="continue an interrupted pretrained or oracle run from its last update",
+        help="continue a pretrained or oracle run: an interrupted one from its last update, a finished "
+        "one to a larger --timesteps",
     )
     bl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     bl.add_argument("--force", action="store_true", help="replace a run already in --out")

@@ -338,31 +338,63 @@ def check_no_unfinished_ppo(run_dir: str | Path, force: bool) -> None:
         )
 
 
-def resume_baseline(run_dir: str | Path, progress: PPOProgress | None = None) -> Path:
-    """Continue the interrupted PPO baseline in ``run_dir`` from its last saved update, with the
-    config, target steps and number of envs it started with."""
+def resume_baseline(
+    run_dir: str | Path, timesteps: int | None = None, progress: PPOProgress | None = None
+) -> Path:
+    """Continue the PPO baseline in ``run_dir`` with the config and number of envs it started
+    with: an interrupted one from its last saved update, to ``timesteps`` (default: the target it
+    started with); a finished one from its ``ppo.zip`` (parameters and Adam's state, read without
+    unpickling) to ``timesteps``, which must then exceed the steps it has run. An extension that
+    is interrupted leaves the finished baseline as it was, beside the extension's saved state."""
+    from metarl.checkpoint import load_checkpoint, load_sb3_training_state
     from metarl.config import config_from_dict
-    from metarl.runs import RunDirectory
+    from metarl.runs import CHECKPOINT, RunDirectory
 
     run = RunDirectory(run_dir)
     if not run.path.is_dir():
         raise MetarlError(f"--resume {str(run.path)!r}: no such run directory")
     run.check_foreign()
+    if timesteps is not None and timesteps < 1:
+        raise MetarlError(f"--timesteps: got {timesteps}, expected a positive integer")
     state = unfinished_ppo(run.path)
     if state is None:
-        done = "holds a finished baseline" if run.holds_run() else "holds no interrupted PPO baseline"
+        if not run.holds_run():
+            raise MetarlError(
+                f"--resume {str(run.path)!r} holds no PPO baseline to continue (neither {PPO_RESUME} "
+                f"nor a finished baseline's {CHECKPOINT})"
+            )
+        finished = load_checkpoint(run.path / CHECKPOINT)
+        kind, done = finished.get("method"), int(finished.get("timesteps") or 0)
+        if kind not in ("pretrained", "oracle"):
+            raise MetarlError(f"--resume {str(run.path)!r} holds no PPO baseline (method {kind!r})")
+        if timesteps is None or timesteps <= done:
+            got = "" if timesteps is None else f" (got {timesteps:,})"
+            raise MetarlError(
+                f"--resume {str(run.path)!r} holds a finished {kind} baseline of {done:,} PPO env steps; "
+                f"extend it with --timesteps N, more than {done:,}{got}"
+            )
+        saved = load_sb3_training_state(run.path / PPO_FILE)
+        ppo = {
+            "num_timesteps": saved["num_timesteps"],
+            "n_updates": saved["_n_updates"],
+            "episode_num": saved["_episode_num"],
+            "policy": saved["policy"],
+            "optimizer": saved["optimizer"],
+            "episodes": torch.zeros(0, 3, dtype=torch.float64),
+        }
+        state = {"method": kind, "config": finished["config"], "num_envs": saved["n_envs"], "ppo": ppo}
+    done = int(state["ppo"]["num_timesteps"])
+    target = int(state.get("timesteps") or 0) if timesteps is None else timesteps
+    if target <= done:
         raise MetarlError(
-            f"--resume {str(run.path)!r} {done} ({PPO_RESUME} is what metarl baseline continues)"
+            f"--timesteps: got {target:,}, expected more than the {done:,} PPO env steps run so far"
         )
     config = config_from_dict(state["config"], strict=False)  # a full to_dict(), as checkpoints hold
     if progress is not None:
-        progress.kind, progress.timesteps = state["method"], int(state["timesteps"])
-        progress.saved_timesteps = int(state["ppo"]["num_timesteps"])
+        progress.kind, progress.timesteps, progress.saved_timesteps = state["method"], target, done
     with run:
         try:
-            _build(
-                run, state["method"], config, int(state["timesteps"]), int(state["num_envs"]), state, progress
-            )
+            _build(run, state["method"], config, target, int(state["num_envs"]), state, progress)
         except OSError as exc:
             raise MetarlError(run.write_error(exc)) from None
     return run.path

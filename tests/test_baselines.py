@@ -207,7 +207,7 @@ def _csv_column(path, name):
 
 
 def test_an_interrupted_ppo_baseline_resumes_from_its_last_update(tmp_path, capsys, monkeypatch):
-    from metarl.checkpoint import load_checkpoint
+    from metarl.checkpoint import load_checkpoint, load_sb3_training_state
     from metarl.reference_methods import PPO_RESUME
 
     config = tmp_path / "tiny.yaml"
@@ -241,8 +241,12 @@ def test_an_interrupted_ppo_baseline_resumes_from_its_last_update(tmp_path, caps
     line = capsys.readouterr().err.strip()
     assert "holds an unfinished pretrained baseline (8,192 of 16,384 PPO env steps)" in line
     assert f"metarl baseline --resume {run}" in line
-    assert main(["baseline", "--resume", str(run), "--timesteps", "5"]) == 2
-    assert "it takes no --timesteps" in capsys.readouterr().err
+    assert main(["baseline", "--resume", str(run), "--num-envs", "4"]) == 2
+    assert "it takes no --num-envs" in capsys.readouterr().err
+    assert main(["baseline", "--resume", str(run), "--timesteps", str(2 * rollout)]) == 2
+    assert "--timesteps: got 8,192, expected more than the 8,192 PPO env steps run so far" in (
+        capsys.readouterr().err
+    )
     for command in (["evaluate", str(run)], ["train", "--resume", str(run)]):
         assert main(command) == 2
         line = capsys.readouterr().err
@@ -253,7 +257,7 @@ def test_an_interrupted_ppo_baseline_resumes_from_its_last_update(tmp_path, caps
     seen.clear()
     _interrupt_at_update(monkeypatch, 99, seen)
     assert main(["baseline", "--resume", str(run)]) == 0
-    assert f"finished the pretrained baseline in {run}" in capsys.readouterr().out
+    assert f"finished the pretrained baseline (16,384 PPO env steps) in {run}" in capsys.readouterr().out
     # The continuation starts from the saved parameters and Adam state, and runs to the target.
     assert [steps for steps, _, _ in seen] == [3 * rollout, 4 * rollout]
     for name, value in interrupted_at[1].items():
@@ -267,7 +271,22 @@ def test_an_interrupted_ppo_baseline_resumes_from_its_last_update(tmp_path, caps
     assert finished["method"] == "pretrained" and finished["timesteps"] == 4 * rollout
     assert main(["evaluate", str(run), "--tasks", "2", "--steps", "1"]) == 0
     assert main(["baseline", "--resume", str(run)]) == 2
-    assert "holds a finished baseline" in capsys.readouterr().err
+    assert "holds a finished pretrained baseline of 16,384 PPO env steps; extend it with --timesteps N" in (
+        capsys.readouterr().err
+    )
+
+    # A finished run is extended from its ppo.zip: the same parameters and Adam state go on.
+    model = load_sb3_training_state(run / PPO_FILE)
+    seen.clear()
+    assert main(["baseline", "--resume", str(run), "--timesteps", str(5 * rollout)]) == 0
+    assert [steps for steps, _, _ in seen] == [5 * rollout]  # counted after each rollout
+    for name, value in model["policy"].items():
+        torch.testing.assert_close(seen[0][1][name], value, rtol=0, atol=0)
+    assert seen[0][2] == int(model["optimizer"]["state"][0]["step"]) > interrupted_at[2]
+    assert load_checkpoint(run / "checkpoint.pt")["timesteps"] == 5 * rollout
+    assert _csv_column(run / "ppo" / "progress.csv", "time/total_timesteps") == [
+        rollout * k for k in (1, 2, 3, 4, 5)
+    ]
 
 
 def test_an_interrupt_before_ppos_first_update_says_how_to_start_again(tmp_path, capsys, monkeypatch):
@@ -281,4 +300,4 @@ def test_an_interrupt_before_ppos_first_update_says_how_to_start_again(tmp_path,
         f"metarl baseline oracle {config} --out {run} --force"
     )
     assert main(["baseline", "--resume", str(run)]) == 2
-    assert "holds no interrupted PPO baseline" in capsys.readouterr().err
+    assert "holds no PPO baseline to continue" in capsys.readouterr().err
