@@ -51,14 +51,13 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
         if baseline.saved_timesteps is None:
             print(
                 f"metarl: interrupted ({name}) before PPO's first update; start again with: "
-                f"{_ACTIVE.get('rerun', 'metarl baseline KIND CONFIG')} --out {baseline.out_dir} --force",
+                f"{baseline.restart}",
                 file=sys.stderr,
             )
         else:
             print(
                 f"metarl: interrupted ({name}); PPO's state after {baseline.saved_timesteps:,} of "
-                f"{baseline.timesteps:,} env steps is kept; continue with: metarl baseline --resume "
-                f"{baseline.out_dir}",
+                f"{baseline.timesteps:,} env steps is kept; continue with: {baseline.resume}",
                 file=sys.stderr,
             )
     elif trainer is None:
@@ -346,7 +345,10 @@ def _baseline(args: argparse.Namespace) -> int:
                 f"--resume DIR continues the baseline as it started (--timesteps N: to N env steps in "
                 f"all); it takes no {', '.join(given)}"
             )
-        progress = PPOProgress("PPO", Path(args.resume), 0)
+        command = f"metarl baseline --resume {args.resume}"
+        if args.timesteps is not None:
+            command += f" --timesteps {args.timesteps}"
+        progress = PPOProgress("PPO", Path(args.resume), 0, restart=command, resume=command)
         _ACTIVE["baseline"] = progress
         out = resume_baseline(args.resume, args.timesteps, progress)
         print(
@@ -366,9 +368,10 @@ def _baseline(args: argparse.Namespace) -> int:
     # --out naming a file, a run there without --force, ...: one line before anything runs.
     check_no_unfinished_ppo(out, args.force)
     RunDirectory(out).check_new(args.force, resume_hint=False)
-    progress = PPOProgress(args.kind, out, timesteps)
+    restart = f"metarl baseline {args.kind} {args.config} --out {out} --force"
+    resume = f"metarl baseline --resume {out}"
+    progress = PPOProgress(args.kind, out, timesteps, restart=restart, resume=resume)
     _ACTIVE["baseline"] = progress
-    _ACTIVE["rerun"] = f"metarl baseline {args.kind} {args.config}"
     make_baseline(args.kind, config, out, timesteps, num_envs, force=args.force, progress=progress)
     print(f"wrote the {args.kind} baseline to {out}; evaluate it with: metarl evaluate {out}")
     return 0

@@ -129,6 +129,10 @@ class PPOProgress:
     out_dir: Path
     timesteps: int
     saved_timesteps: int | None = None
+    #: The command that runs it again when nothing of this run was saved.
+    restart: str = ""
+    #: The command that continues it from its saved state.
+    resume: str = ""
 
 
 def ppo_state(model: Any) -> dict[str, Any]:
@@ -391,7 +395,9 @@ def resume_baseline(
         )
     config = config_from_dict(state["config"], strict=False)  # a full to_dict(), as checkpoints hold
     if progress is not None:
-        progress.kind, progress.timesteps, progress.saved_timesteps = state["method"], target, done
+        progress.kind, progress.timesteps = state["method"], target
+        if (run.path / PPO_RESUME).is_file():  # not when a finished run is extended from ppo.zip
+            progress.saved_timesteps = done
     with run:
         try:
             _build(run, state["method"], config, target, int(state["num_envs"]), state, progress)

@@ -277,7 +277,18 @@ def test_an_interrupted_ppo_baseline_resumes_from_its_last_update(tmp_path, caps
 
     # A finished run is extended from its ppo.zip: the same parameters and Adam state go on.
     model = load_sb3_training_state(run / PPO_FILE)
+    before = (run / "checkpoint.pt").read_bytes()
+    monkeypatch.undo()
+    _interrupt_at_update(monkeypatch, 1, [])
+    assert main(["baseline", "--resume", str(run), "--timesteps", str(5 * rollout)]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"metarl: interrupted (Ctrl-C) before PPO's first update; start again with: "
+        f"metarl baseline --resume {run} --timesteps {5 * rollout}"
+    )
+    assert (run / "checkpoint.pt").read_bytes() == before  # the finished baseline is kept
+    monkeypatch.undo()
     seen.clear()
+    _interrupt_at_update(monkeypatch, 99, seen)
     assert main(["baseline", "--resume", str(run), "--timesteps", str(5 * rollout)]) == 0
     assert [steps for steps, _, _ in seen] == [5 * rollout]  # counted after each rollout
     for name, value in model["policy"].items():
