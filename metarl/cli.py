@@ -359,11 +359,13 @@ def _baseline(args: argparse.Namespace) -> int:
     if args.kind is None or args.config is None:
         raise MetarlError("baseline needs KIND and CONFIG (or --resume DIR)")
     timesteps = 1_000_000 if args.timesteps is None else args.timesteps
-    num_envs = 4 if args.num_envs is None else args.num_envs
-    for flag, value in (("--timesteps", timesteps), ("--num-envs", num_envs)):
-        if value < 1:
+    for flag, value in (("--timesteps", timesteps), ("--num-envs", args.num_envs)):
+        if value is not None and value < 1:
             raise MetarlError(f"{flag}: got {value}, expected a positive integer")
-    config = load_config(args.config, list(args.set or []))
+    overrides = list(args.set or [])
+    if args.num_envs is not None:  # --num-envs N is --set ppo.num_envs=N
+        overrides.append(f"ppo.num_envs={args.num_envs}")
+    config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{args.kind}"
     # --out naming a file, a run there without --force, ...: one line before anything runs.
     check_no_unfinished_ppo(out, args.force)
@@ -372,7 +374,7 @@ def _baseline(args: argparse.Namespace) -> int:
     resume = f"metarl baseline --resume {out}"
     progress = PPOProgress(args.kind, out, timesteps, restart=restart, resume=resume)
     _ACTIVE["baseline"] = progress
-    make_baseline(args.kind, config, out, timesteps, num_envs, force=args.force, progress=progress)
+    make_baseline(args.kind, config, out, timesteps, force=args.force, progress=progress)
     print(f"wrote the {args.kind} baseline to {out}; evaluate it with: metarl evaluate {out}")
     return 0
 
@@ -559,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("config", nargs="?", help="the experiment config whose family and network to use")
     bl.add_argument("--out", help="run directory (default runs/<config>-<kind>)")
     bl.add_argument("--timesteps", type=int, help="PPO env steps (pretrained, oracle; default 1000000)")
-    bl.add_argument("--num-envs", type=int, help="PPO's parallel envs (default 4)")
+    bl.add_argument("--num-envs", type=int, help="PPO's parallel envs (default: the config's ppo.num_envs)")
     bl.add_argument(
         "--resume",
         metavar="DIR",

@@ -27,6 +27,7 @@ ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
 SAMPLER_BACKENDS = ("auto", "sync", "async", "ray", "warp")
+PPO_VEC_ENVS = ("dummy", "subprocess")
 
 
 @dataclass
@@ -137,6 +138,30 @@ class CheckpointConfig:
 
 
 @dataclass
+class PPOConfig:
+    """Stable-Baselines3 PPO's settings for the ``pretrained`` and ``oracle`` baselines that
+    ``metarl baseline`` builds from an RL config; the meta-learners ignore them. The defaults are
+    SB3's own (and ``num_envs: 4`` envs stepped in turn in one process)."""
+
+    num_envs: int = 4  # parallel envs (``metarl baseline --num-envs`` sets it too)
+    # dummy: the envs step in turn in this process; subprocess: one process per env (many cores)
+    vec_env: str = "dummy"
+    n_steps: int = 2048  # env steps per env per rollout; a rollout is n_steps * num_envs
+    batch_size: int = 64
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    # Running mean and variance of the observations (SB3's VecNormalize, no clipping). They are
+    # saved with the baseline: folded into the first layer of the pretrained policy, applied to
+    # the oracle's observations at evaluation.
+    normalize_observations: bool = False
+    normalize_rewards: bool = False  # scale rewards by a running std of the discounted return
+
+
+@dataclass
 class ValidationConfig:
     """How ``best.pt`` is chosen: θ adapted to a fixed set of validation tasks (a task stream
     of their own, never ``evaluate``'s) and scored as ``evaluate`` scores it."""
@@ -170,6 +195,7 @@ class Config:
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     # Where the learner's tensors live: auto (a GPU when there is one), cpu, cuda or cuda:N.
     device: str = "auto"
@@ -240,6 +266,8 @@ TRPO_KEYS = (
     "trpo.ls_backtrack_ratio",
     "trpo.curvature_tasks",
 )
+#: The PPO baselines' keys (``metarl baseline``): an RL config may set them, and no learner reads them.
+PPO_KEYS = tuple(f"ppo.{f.name}" for f in dataclasses.fields(PPOConfig))
 #: Keys every supervised few-shot learner takes.
 SUPERVISED_KEYS = (
     "meta_batch_size",
@@ -342,6 +370,18 @@ KEY_DOCS = {
     ),
     "sampler.num_workers": "Ray actors",
     "sampler.ray_address": "the Ray cluster to join (empty: a local Ray)",
+    "ppo.num_envs": "baselines: PPO's parallel envs",
+    "ppo.vec_env": "baselines: dummy (envs in turn, one process) or subprocess (one process per env)",
+    "ppo.n_steps": "baselines: PPO's env steps per env per rollout",
+    "ppo.batch_size": "baselines: PPO's minibatch size",
+    "ppo.n_epochs": "baselines: PPO's epochs over each rollout",
+    "ppo.learning_rate": "baselines: PPO's Adam step size",
+    "ppo.gamma": "baselines: PPO's discount factor",
+    "ppo.gae_lambda": "baselines: PPO's GAE lambda",
+    "ppo.clip_range": "baselines: PPO's clip range",
+    "ppo.ent_coef": "baselines: PPO's entropy bonus",
+    "ppo.normalize_observations": "baselines: normalize observations by their running mean and std",
+    "ppo.normalize_rewards": "baselines: scale rewards by the running std of the discounted return",
 }
 
 
@@ -407,6 +447,16 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     ),
     "validation.tasks": (lambda v: v >= 1, "an integer >= 1"),
     "max_failed_iterations": (lambda v: v >= 1, "an integer >= 1"),
+    "ppo.num_envs": (lambda v: v >= 1, "an integer >= 1"),
+    "ppo.vec_env": (lambda v: v in PPO_VEC_ENVS, f"one of {', '.join(PPO_VEC_ENVS)}"),
+    "ppo.n_steps": (lambda v: v >= 2, "an integer >= 2"),
+    "ppo.batch_size": (lambda v: v >= 2, "an integer >= 2"),
+    "ppo.n_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "ppo.learning_rate": (lambda v: v > 0, "a number > 0"),
+    "ppo.gamma": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+    "ppo.gae_lambda": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "ppo.clip_range": (lambda v: v > 0, "a number > 0"),
+    "ppo.ent_coef": (lambda v: v >= 0, "a number >= 0"),
 }
 
 
@@ -553,12 +603,21 @@ def config_from_dict(data: dict[str, Any], strict: bool = True, label: Label = y
     cls = learner_class(config.algorithm, config.env, label)
     if strict:
         taken = set(cls.config_keys())
+        if cls.kind == "rl":  # the config's PPO baselines read them
+            taken.update(PPO_KEYS)
         for key in given_keys(data):
             if key not in taken:
                 raise ConfigError(
                     f"{label(key)} is not used by {cls.algorithm} ({cls.__name__}); it takes: "
                     f"{', '.join(k for k in cls.config_keys() if k not in RUN_KEYS)}"
                 )
+    ppo = config.ppo
+    if ppo.batch_size > ppo.n_steps * ppo.num_envs:
+        rollout = f"{ppo.n_steps} * {ppo.num_envs} = {ppo.n_steps * ppo.num_envs}, one rollout"
+        raise ConfigError(
+            f"{label('ppo.batch_size')} must be at most ppo.n_steps * ppo.num_envs ({rollout}), "
+            f"got {ppo.batch_size}"
+        )
     return config
 
 

@@ -44,6 +44,10 @@ from metarl.tasks import make_env, resolve_env_id
 
 BASELINES = ("random", "pretrained", "oracle")
 PPO_FILE = "ppo.zip"
+#: SB3 VecNormalize's epsilon: observations are scaled by sqrt(var + epsilon).
+NORMALIZATION_EPSILON = 1e-8
+#: The PPO envs' task streams: SeedSequence([seed, TASK_STREAM]) gives each env its own.
+TASK_STREAM = 0x7A5C
 
 
 def task_vector(task: Any) -> np.ndarray:
@@ -138,7 +142,8 @@ class PPOProgress:
 def ppo_state(model: Any) -> dict[str, Any]:
     """What continues a PPO run (tensors and plain values only, loadable with
     ``weights_only=True``): parameters, Adam's state, the step and update counters, and the
-    recent episodes behind SB3's ``rollout/ep_rew_mean``."""
+    recent episodes behind SB3's ``rollout/ep_rew_mean``, and the running statistics of the
+    observations and returns when the config normalizes them (else ``None``)."""
     episodes = [[float(e["r"]), float(e["l"]), float(e["t"])] for e in model.ep_info_buffer or []]
     return {
         "num_timesteps": int(model.num_timesteps),
@@ -147,10 +152,12 @@ def ppo_state(model: Any) -> dict[str, Any]:
         "policy": {k: v.detach().clone() for k, v in model.policy.state_dict().items()},
         "optimizer": model.policy.optimizer.state_dict(),
         "episodes": torch.tensor(episodes, dtype=torch.float64).reshape(-1, 3),
+        "normalization": normalization_state(model),
     }
 
 
 def _restore_ppo_state(model: Any, state: dict[str, Any]) -> None:
+    _restore_normalization(model, state.get("normalization"))
     model.policy.load_state_dict(state["policy"])
     model.policy.optimizer.load_state_dict(state["optimizer"])
     model.num_timesteps = int(state["num_timesteps"])
@@ -198,36 +205,125 @@ def _ppo_logger(log_dir: Path, resumed_at: int | None) -> Any:
     return Logger(str(log_dir), [csv_out, tensorboard])
 
 
+def _ppo_vec_env(config: Config, oracle: bool, seed: int, num_envs: int) -> Any:
+    """The PPO baselines' vector env: ``num_envs`` monitored envs, each with a task stream of its
+    own, stepped in turn (``ppo.vec_env: dummy``) or one process each (``subprocess``); wrapped in
+    SB3's ``VecNormalize`` when the config normalizes observations or rewards (no clipping, so
+    that the statistics fold exactly into the pretrained policy's first layer)."""
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+    task_seeds = np.random.SeedSequence([seed, TASK_STREAM]).generate_state(num_envs)
+
+    def thunk(rank: int) -> Callable[[], gym.Env]:
+        def make() -> gym.Env:
+            env = Monitor(_ppo_env(config, int(task_seeds[rank]), oracle))
+            env.action_space.seed(seed + rank)
+            return env
+
+        return make
+
+    factory = SubprocVecEnv if config.ppo.vec_env == "subprocess" else DummyVecEnv
+    vec = factory([thunk(rank) for rank in range(num_envs)])
+    vec.seed(seed)
+    ppo = config.ppo
+    if ppo.normalize_observations or ppo.normalize_rewards:
+        vec = VecNormalize(
+            vec,
+            norm_obs=ppo.normalize_observations,
+            norm_reward=ppo.normalize_rewards,
+            clip_obs=np.inf,
+            gamma=ppo.gamma,
+            epsilon=NORMALIZATION_EPSILON,
+        )
+    return vec
+
+
+def normalization_state(model: Any) -> dict[str, torch.Tensor] | None:
+    """The running statistics of a PPO model's ``VecNormalize`` (observations and discounted
+    returns), as float64 tensors; ``None`` when it normalizes nothing."""
+    vec = model.get_vec_normalize_env()
+    if vec is None:
+        return None
+    return {
+        "obs_mean": torch.as_tensor(np.asarray(vec.obs_rms.mean, dtype=np.float64)),
+        "obs_var": torch.as_tensor(np.asarray(vec.obs_rms.var, dtype=np.float64)),
+        "obs_count": torch.tensor(float(vec.obs_rms.count), dtype=torch.float64),
+        "ret_mean": torch.as_tensor(np.asarray(vec.ret_rms.mean, dtype=np.float64)),
+        "ret_var": torch.as_tensor(np.asarray(vec.ret_rms.var, dtype=np.float64)),
+        "ret_count": torch.tensor(float(vec.ret_rms.count), dtype=torch.float64),
+        "normalize_observations": torch.tensor(bool(vec.norm_obs)),
+        "epsilon": torch.tensor(float(vec.epsilon), dtype=torch.float64),
+    }
+
+
+def _restore_normalization(model: Any, state: dict[str, torch.Tensor] | None) -> None:
+    vec = model.get_vec_normalize_env()
+    if vec is None or state is None:
+        return
+    vec.obs_rms.mean = state["obs_mean"].numpy().copy()
+    vec.obs_rms.var = state["obs_var"].numpy().copy()
+    vec.obs_rms.count = float(state["obs_count"])
+    vec.ret_rms.mean = state["ret_mean"].numpy().copy()
+    vec.ret_rms.var = state["ret_var"].numpy().copy()
+    vec.ret_rms.count = float(state["ret_count"])
+
+
+def normalize_observations(observations: np.ndarray, state: dict[str, torch.Tensor] | None) -> np.ndarray:
+    """``observations`` [n, d] as a PPO baseline that normalizes them saw them (unchanged when
+    ``state`` is ``None`` or normalizes rewards only)."""
+    if state is None or not bool(state["normalize_observations"]):
+        return observations
+    std = np.sqrt(state["obs_var"].numpy() + float(state["epsilon"]))
+    return ((observations - state["obs_mean"].numpy()) / std).astype(np.float32)
+
+
 def train_ppo(
     config: Config,
     oracle: bool,
     timesteps: int,
-    num_envs: int = 4,
+    num_envs: int | None = None,
     seed: int = 0,
     log_dir: str | Path | None = None,
     resume: dict[str, Any] | None = None,
     on_update: Callable[[Any], None] | None = None,
 ) -> Any:
-    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size, for
-    ``timesteps`` env steps in all. With ``log_dir``, PPO's own metrics (episode return, losses)
-    go there as TensorBoard events and ``progress.csv``; without, nothing is written.
+    """SB3 PPO on the family (a new task per episode), with the meta-policy's network size and
+    the config's ``ppo`` settings, for ``timesteps`` env steps in all, on ``num_envs`` envs
+    (default ``ppo.num_envs``). With ``log_dir``, PPO's own metrics (episode return, losses) go
+    there as TensorBoard events and ``progress.csv``; without, nothing is written.
     ``on_update(model)`` is called after every PPO update but the last (to save
     :func:`ppo_state`); ``resume``, such a state, continues that run up to ``timesteps``."""
     sb3 = _sb3()
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import Logger
 
     done = 0 if resume is None else int(resume["num_timesteps"])
     # A continuation draws new tasks and episodes: its streams are seeded from the step count.
     run_seed = seed if resume is None else int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
-    vec = make_vec_env(lambda: _ppo_env(config, run_seed, oracle), n_envs=num_envs, seed=run_seed)
+    vec = _ppo_vec_env(config, oracle, run_seed, num_envs or config.ppo.num_envs)
     activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[config.policy.activation]
     hidden = list(config.policy.hidden_sizes)
     policy_kwargs: dict[str, Any] = {"net_arch": {"pi": hidden, "vf": hidden}, "activation_fn": activation}
     if isinstance(vec.action_space, gym.spaces.Box):
         policy_kwargs["log_std_init"] = config.policy.init_log_std
-    model = sb3.PPO("MlpPolicy", vec, policy_kwargs=policy_kwargs, seed=run_seed, verbose=0, device="cpu")
+    ppo = config.ppo
+    model = sb3.PPO(
+        "MlpPolicy",
+        vec,
+        n_steps=ppo.n_steps,
+        batch_size=ppo.batch_size,
+        n_epochs=ppo.n_epochs,
+        learning_rate=ppo.learning_rate,
+        gamma=ppo.gamma,
+        gae_lambda=ppo.gae_lambda,
+        clip_range=ppo.clip_range,
+        ent_coef=ppo.ent_coef,
+        policy_kwargs=policy_kwargs,
+        seed=run_seed,
+        verbose=0,
+        device="cpu",
+    )
     if resume is not None:
         _restore_ppo_state(model, resume)
     # SB3's default logger makes an empty temp folder per model; log where the user looks instead.
@@ -242,17 +338,25 @@ def train_ppo(
         def _on_step(self) -> bool:
             return True
 
-    if timesteps > done:
-        model.learn(total_timesteps=timesteps - done, callback=AfterEachUpdate(), reset_num_timesteps=False)
-    model.logger.close()
+    try:
+        if timesteps > done:
+            callback = AfterEachUpdate()
+            model.learn(total_timesteps=timesteps - done, callback=callback, reset_num_timesteps=False)
+    finally:
+        model.logger.close()
+        vec.close()
     return model
 
 
-def policy_from_ppo(model: Any, policy: MLPPolicy, rescale: bool) -> MLPPolicy:
+def policy_from_ppo(
+    model: Any, policy: MLPPolicy, rescale: bool, normalization: dict[str, torch.Tensor] | None = None
+) -> MLPPolicy:
     """Copy an SB3 PPO actor into ``policy`` (same layer sizes). A Gaussian metarl policy acts in
     [−1, 1]ᵈ mapped onto the Box bounds when ``rescale``; SB3 acts in the units of its own action
     space (``model.action_space``: [−1, 1]ᵈ for models from :func:`train_ppo`, the env's units for
-    others), so the output layer and log-std are converted: mean_ours = (mean_sb3 − offset) / scale."""
+    others), so the output layer and log-std are converted: mean_ours = (mean_sb3 − offset) / scale.
+    A model trained on normalized observations (``normalization``, :func:`normalization_state`)
+    has them folded into the first layer: W (x − μ) / σ + b = (W / σ) x + (b − W μ / σ)."""
     action_space = model.action_space
     sb3 = model.policy.state_dict()
     ours = policy.state_dict()
@@ -267,6 +371,13 @@ def policy_from_ppo(model: Any, policy: MLPPolicy, rescale: bool) -> MLPPolicy:
                 f"PPO layer {src} is {tuple(sb3[f'{src}.weight'].shape)}, the policy's {dst} is not"
             )
         new[f"{dst}.weight"], new[f"{dst}.bias"] = sb3[f"{src}.weight"].clone(), sb3[f"{src}.bias"].clone()
+    if normalization is not None and bool(normalization["normalize_observations"]):
+        first = layers[0]
+        weight = new[f"{first}.weight"].double()
+        std = torch.sqrt(normalization["obs_var"] + normalization["epsilon"]).reshape(-1)
+        scaled = weight / std
+        bias = new[f"{first}.bias"].double() - scaled @ normalization["obs_mean"].reshape(-1)
+        new[f"{first}.weight"], new[f"{first}.bias"] = scaled.float(), bias.float()
     if "log_std" in ours:
         scale = np.ones(ours["log_std"].shape)
         offset = np.zeros(ours["log_std"].shape)
@@ -288,13 +399,14 @@ def make_baseline(
     config: Config,
     out_dir: str | Path,
     timesteps: int = 1_000_000,
-    num_envs: int = 4,
+    num_envs: int | None = None,
     force: bool = False,
     progress: PPOProgress | None = None,
 ) -> Path:
     """Build the baseline ``kind`` for ``config`` into the run directory ``out_dir`` (locked
     while it is written; with ``force`` an earlier run there is replaced, and only its files).
-    PPO baselines save their progress after every update; ``progress`` follows it."""
+    PPO baselines train on ``num_envs`` envs (default: the config's ``ppo.num_envs``) and save
+    their progress after every update; ``progress`` follows it."""
     from metarl.runs import CONFIG_FILE, RunDirectory
 
     if kind not in BASELINES:
@@ -309,7 +421,7 @@ def make_baseline(
         try:
             run.start_over()
             run.write_text(CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-            _build(run, kind, config, timesteps, num_envs, None, progress)
+            _build(run, kind, config, timesteps, num_envs or config.ppo.num_envs, None, progress)
         except OSError as exc:
             raise MetarlError(run.write_error(exc)) from None
     return out
@@ -385,6 +497,7 @@ def resume_baseline(
             "policy": saved["policy"],
             "optimizer": saved["optimizer"],
             "episodes": torch.zeros(0, 3, dtype=torch.float64),
+            "normalization": finished.get("normalization"),
         }
         state = {"method": kind, "config": finished["config"], "num_envs": saved["n_envs"], "ppo": ppo}
     done = int(state["ppo"]["num_timesteps"])
@@ -456,8 +569,9 @@ def _build(
         run.claim([PPO_FILE])
         model.save(run.path / PPO_FILE)
         state["timesteps"] = timesteps
+        state["normalization"] = normalization_state(model)
         if kind == "pretrained":
-            policy_from_ppo(model, policy, config.policy.rescale_actions)
+            policy_from_ppo(model, policy, config.policy.rescale_actions, state["normalization"])
     if kind != "oracle":
         state["policy"] = policy.state_dict()
     run.save(CHECKPOINT, state)
@@ -546,10 +660,14 @@ def evaluate_oracle(
     loop gave it (drawn in task-then-episode order), so with ``deterministic`` the returns are
     those of that loop; sampled actions draw PPO's noise for all sub-envs together (from torch's
     RNG seeded with ``seed``, restored afterwards)."""
+    from metarl.checkpoint import load_checkpoint
     from metarl.learners.base import EVAL_STREAM
+    from metarl.runs import CHECKPOINT
     from metarl.sampling.local import make_vector_env, policy_threads
     from metarl.tasks import set_tasks
 
+    checkpoint = Path(run_dir) / CHECKPOINT
+    normalization = load_checkpoint(checkpoint).get("normalization") if checkpoint.is_file() else None
     with torch.random.fork_rng(devices=[]):  # loading and acting draw from torch's global RNG
         model, env = load_oracle(run_dir, config)
         rng = np.random.default_rng([seed, EVAL_STREAM])
@@ -575,7 +693,8 @@ def evaluate_oracle(
             torch.manual_seed(seed)  # PPO's action noise
             with policy_threads():  # one torch thread, as the sampler acts (less contention)
                 for _ in tqdm(range(config.horizon), desc="oracle, steps", disable=None, leave=False):
-                    actions, _ = model.predict(with_task(obs, task_rows), deterministic=deterministic)
+                    seen = normalize_observations(with_task(obs, task_rows), normalization)
+                    actions, _ = model.predict(seen, deterministic=deterministic)
                     obs, reward, terminated, truncated, _ = vec.step(to_env(actions))
                     totals += np.where(alive, np.asarray(reward, dtype=np.float64), 0.0)
                     alive &= ~(np.asarray(terminated) | np.asarray(truncated))

@@ -312,3 +312,147 @@ def test_an_interrupt_before_ppos_first_update_says_how_to_start_again(tmp_path,
     )
     assert main(["baseline", "--resume", str(run)]) == 2
     assert "holds no PPO baseline to continue" in capsys.readouterr().err
+
+
+# --- the config's ppo settings: hyperparameters, envs in processes, normalized observations ----
+SMALL_PPO = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}
+
+
+def test_ppo_takes_its_settings_from_the_config_and_gives_each_env_its_own_tasks():
+    from metarl.reference_methods import _ppo_vec_env
+
+    settings = {**SMALL_PPO, "num_envs": 3, "learning_rate": 1e-3, "gamma": 0.9, "gae_lambda": 0.8}
+    config = config_from_dict({**TINY, "ppo": {**settings, "clip_range": 0.1, "ent_coef": 0.01}})
+    model = train_ppo(config, oracle=False, timesteps=96)
+    assert (model.n_steps, model.batch_size, model.n_epochs, model.n_envs) == (32, 32, 2, 3)
+    assert (model.learning_rate, model.gamma, model.gae_lambda, model.ent_coef) == (1e-3, 0.9, 0.8, 0.01)
+    assert model.clip_range(1.0) == 0.1
+    assert model.num_timesteps == 96 and model.get_vec_normalize_env() is None
+    vec = _ppo_vec_env(config, False, seed=0, num_envs=3)
+    vec.reset()
+    goals = [tuple(env.unwrapped.get_task().goal) for env in vec.envs]
+    assert len(set(goals)) == 3  # not one task stream repeated in every env
+    vec.close()
+
+
+def test_envs_in_subprocesses_train_the_same_policy_as_envs_stepped_in_turn():
+    params = []
+    for vec_env in ("dummy", "subprocess"):
+        config = config_from_dict({**TINY, "ppo": {**SMALL_PPO, "num_envs": 2, "vec_env": vec_env}})
+        model = train_ppo(config, oracle=False, timesteps=128, seed=5)
+        params.append(model.policy.state_dict())
+    for name, value in params[0].items():
+        torch.testing.assert_close(params[1][name], value, rtol=0, atol=0)
+
+
+def test_normalized_observations_fold_exactly_into_the_pretrained_policy():
+    from metarl.reference_methods import normalization_state, normalize_observations
+
+    env_id = "metarl/HalfCheetahVel-v0"
+    ppo = {**SMALL_PPO, "num_envs": 2, "normalize_observations": True, "normalize_rewards": True}
+    config = config_from_dict({**TINY, "env": env_id, "ppo": ppo})
+    model = train_ppo(config, oracle=False, timesteps=128)
+    stats = normalization_state(model)
+    assert float(stats["obs_count"]) > 128 and float(stats["ret_count"]) > 128
+    assert stats["obs_var"].min() > 0 and stats["obs_mean"].abs().max() > 0.01
+    sampler = Sampler(env_id, 1, 1, 12, backend="sync")
+    policy = make_policy(sampler.obs_dim, sampler.act_dim, False, config.policy.hidden_sizes)
+    policy_from_ppo(model, policy, rescale=True, normalization=stats)
+    rng = np.random.default_rng(0)
+    obs = (stats["obs_mean"].numpy() + 3 * rng.normal(size=(16, sampler.obs_dim))).astype(np.float32)
+    sb3_actions, _ = model.predict(normalize_observations(obs, stats), deterministic=True)
+    ours, space = _mean_env_actions(policy, sampler, obs)  # raw observations, as metarl samples them
+    scale, offset = (space.high - space.low) / 2, (space.high + space.low) / 2
+    np.testing.assert_allclose(ours, sb3_actions * scale + offset, rtol=1e-4, atol=1e-5)
+    sampler.close()
+
+
+def test_the_oracle_is_evaluated_on_the_observations_it_was_trained_on(tmp_path):
+    """An oracle trained with normalized observations sees them normalized at evaluation: the
+    goal-seeking oracle, rewritten to act on normalized observations, still reaches its goals."""
+    config = config_from_dict({**TINY, "episodes_per_task": 3, "horizon": 30})
+    model = _oracle_model(config, goal_seeking=True)
+    mean = torch.tensor([0.1, -0.2, 0.3, 0.05], dtype=torch.float64)
+    var = torch.tensor([0.04, 0.09, 0.25, 0.01], dtype=torch.float64)
+    stats = {
+        "obs_mean": mean,
+        "obs_var": var,
+        "obs_count": torch.tensor(100.0, dtype=torch.float64),
+        "ret_mean": torch.zeros((), dtype=torch.float64),
+        "ret_var": torch.ones((), dtype=torch.float64),
+        "ret_count": torch.tensor(100.0, dtype=torch.float64),
+        "normalize_observations": torch.tensor(True),
+        "epsilon": torch.tensor(1e-8, dtype=torch.float64),
+    }
+    first = model.policy.mlp_extractor.policy_net[0]
+    with torch.no_grad():  # W z + b' = W x + b for z = (x - mean) / std
+        std = torch.sqrt(var + 1e-8)
+        weight = first.weight.double()
+        first.bias += (weight @ mean).float()
+        first.weight.copy_((weight * std).float())
+    model.save(tmp_path / PPO_FILE)
+    state = {"method": "oracle", "iteration": 0, "config": config.to_dict(), "normalization": stats}
+    torch.save(state, tmp_path / "checkpoint.pt")
+    result = evaluate_oracle(tmp_path, config, 6, seed=3, episodes_per_task=None, deterministic=True)
+    assert all(-1.0 < r[0] < 0 for r in result["per_task_returns"])  # every episode reached its goal
+    (tmp_path / "checkpoint.pt").unlink()  # without the statistics it wanders off
+    unnormalized = evaluate_oracle(tmp_path, config, 6, seed=3, episodes_per_task=None, deterministic=True)
+    assert np.mean(unnormalized["mean_return"]) < np.mean(result["mean_return"]) - 1.0
+
+
+def test_a_resumed_ppo_run_continues_with_the_saved_normalization(tmp_path, capsys, monkeypatch):
+    from metarl.checkpoint import load_checkpoint
+    from metarl.reference_methods import PPO_RESUME
+
+    settings = {**SMALL_PPO, "num_envs": 2, "normalize_observations": True}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "ppo": settings}))
+    run = tmp_path / "oracle"
+    _interrupt_at_update(monkeypatch, 3, [])
+    assert main(["baseline", "oracle", str(config), "--out", str(run), "--timesteps", "320"]) == 130
+    saved = load_checkpoint(run / PPO_RESUME)["ppo"]["normalization"]
+    # VecNormalize's prior count, the 2 first observations, then two rollouts of 2 x 32 steps
+    assert float(saved["obs_count"]) == pytest.approx(1e-4 + 2 + 128)
+    monkeypatch.undo()
+    from metarl.reference_methods import _restore_normalization
+
+    restored = []
+    real = _restore_normalization
+
+    def spy(model, state):
+        real(model, state)
+        restored.append(float(model.get_vec_normalize_env().obs_rms.count))
+
+    monkeypatch.setattr("metarl.reference_methods._restore_normalization", spy)
+    assert main(["baseline", "--resume", str(run)]) == 0
+    assert restored == [pytest.approx(float(saved["obs_count"]))]
+    finished = load_checkpoint(run / "checkpoint.pt")["normalization"]  # + the resumed run's own
+    assert float(finished["obs_count"]) == pytest.approx(float(saved["obs_count"]) + 2 + 192)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--tasks", "2"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("ppo.vec_env=threads", "config key 'ppo.vec_env' must be one of dummy, subprocess, got 'threads'"),
+        ("ppo.batch_size=9000", "must be at most ppo.n_steps * ppo.num_envs (2048 * 4 = 8192, one rollout)"),
+        ("ppo.gamma=0", "config key 'ppo.gamma' must be a number in (0, 1], got 0"),
+    ],
+)
+def test_bad_ppo_settings_are_one_line_errors(tmp_path, capsys, setting, message):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "run"
+    assert main(["baseline", "oracle", str(config), "--out", str(out), "--set", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_ppo_settings_belong_to_rl_configs_only():
+    from metarl.config import ConfigError
+
+    config_from_dict({**TINY, "ppo": {"n_steps": 512}})  # an RL config's baselines read them
+    with pytest.raises(ConfigError, match="'ppo.n_steps' is not used by maml"):
+        config_from_dict({"env": "supervised/Sinusoid", "algorithm": "maml", "ppo": {"n_steps": 512}})
