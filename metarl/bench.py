@@ -5,6 +5,7 @@ where the time of a meta-iteration goes. They print figures; they are not tests.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from typing import Any
 
@@ -571,3 +572,63 @@ def format_curvature(r: dict[str, Any]) -> str:
             f"{s['seconds']:>7.1f} s"
         )
     return "\n".join(lines)
+
+
+def bench_ppo(
+    config_path: str, updates: int = 3, overrides: list[str] | None = None, oracle: bool = True
+) -> dict[str, Any]:
+    """Seconds per PPO rollout spent collecting episodes and updating, for the config's ``ppo``
+    settings (what ``metarl baseline`` trains with), averaged over ``updates`` rollouts after a
+    warm-up one; nothing is written. The oracle's observations (with the task) by default."""
+    from metarl.learners.registry import kind_of
+    from metarl.reference_methods import train_ppo
+
+    if updates < 1:
+        raise MetarlError(f"--iterations: got {updates}, expected a positive integer")
+    config = load_config(config_path, list(overrides or []))
+    if kind_of(config.env) != "rl":
+        raise MetarlError(f"bench ppo times the PPO baselines of RL families; {config.env!r} is supervised")
+    ppo = config.ppo
+    rollout = ppo.n_steps * ppo.num_envs
+    marks: list[tuple[str, float]] = []
+    train_ppo(config, oracle, (updates + 1) * rollout, seed=config.seed, timings=marks)
+    times = [t for _, t in marks]
+    kinds = [k for k, _ in marks]
+    collect = [times[i + 1] - times[i] for i, k in enumerate(kinds) if k == "rollout"][1:]
+    update = [times[i + 1] - times[i] for i, k in enumerate(kinds) if k == "update"][1:]
+    per_rollout = (sum(collect) + sum(update)) / updates
+    return {
+        "config": config_path,
+        "env_id": config.env,
+        "oracle": oracle,
+        "ppo": dataclasses.asdict(ppo),
+        "rollout_env_steps": rollout,
+        "updates": updates,
+        "torch_threads": torch.get_num_threads(),
+        "collect_s": sum(collect) / updates,
+        "update_s": sum(update) / updates,
+        "env_steps_per_s": rollout / per_rollout,
+        "collect_env_steps_per_s": rollout * updates / max(sum(collect), 1e-9),
+    }
+
+
+def format_ppo(r: dict[str, Any]) -> str:
+    p = r["ppo"]
+    minibatches = -(-r["rollout_env_steps"] // p["batch_size"])
+    normalized = [
+        what
+        for what, key in (("observations", "normalize_observations"), ("rewards", "normalize_rewards"))
+        if p[key]
+    ]
+    return "\n".join(
+        [
+            f"{r['env_id']}: {'oracle' if r['oracle'] else 'pretrained'} PPO, {p['num_envs']} envs "
+            f"({p['vec_env']}), rollouts of {r['rollout_env_steps']:,} env steps, mean of {r['updates']} "
+            f"after a warm-up; {r['torch_threads']} torch thread(s)"
+            + (f"; normalized {' and '.join(normalized)}" if normalized else ""),
+            f"collecting  {r['collect_s']:8.2f} s  ({r['collect_env_steps_per_s']:,.0f} env-steps/s)",
+            f"updating    {r['update_s']:8.2f} s  ({p['n_epochs']} epochs x {minibatches} minibatches of "
+            f"{p['batch_size']})",
+            f"overall     {r['env_steps_per_s']:,.0f} env-steps/s",
+        ]
+    )

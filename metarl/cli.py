@@ -489,6 +489,13 @@ def _bench(args: argparse.Namespace) -> int:
             device=args.device,
         )
         print(bench.format_curvature(result))
+    elif args.what == "ppo":
+        if not args.config:
+            raise MetarlError("bench ppo needs --config FILE (its ppo: section is what is timed)")
+        result = bench.bench_ppo(
+            args.config, args.iterations, args.set or [], oracle=args.baseline == "oracle"
+        )
+        print(bench.format_ppo(result))
     else:
         if not args.config:
             raise MetarlError("bench iteration needs --config FILE")
@@ -614,10 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="benchmarks: sampler throughput, iteration time, what a subsampled TRPO curvature costs",
+        help="benchmarks: sampler throughput, iteration time, what a subsampled TRPO curvature costs, "
+        "PPO baselines' throughput",
         parents=[common],
     )
-    bench.add_argument("what", choices=("sampler", "iteration", "curvature"))
+    bench.add_argument("what", choices=("sampler", "iteration", "curvature", "ppo"))
     bench.add_argument("--env", default="metarl/HalfCheetahVel-v0", help="sampler: the family")
     bench.add_argument("--num-envs", type=int, default=800, help="sampler: envs for (a) and (b)")
     bench.add_argument("--async-envs", type=int, default=80, help="sampler: processes for (c)")
@@ -634,10 +642,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--warp-envs", type=int, help="sampler: worlds for (h) (default --num-envs)")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--config", help="iteration: experiment config (paper size by default)")
-    bench.add_argument("--iterations", type=int, default=3, help="iteration: timed iterations")
+    bench.add_argument("--config", help="iteration, ppo: experiment config")
     bench.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="iteration: override; curvature: num_threads=N"
+        "--iterations", type=int, default=3, help="iteration: timed iterations; ppo: timed rollouts"
+    )
+    bench.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="iteration, ppo: override (ppo.num_envs=16, ...); curvature: num_threads=N",
+    )
+    bench.add_argument(
+        "--baseline", choices=("oracle", "pretrained"), default="oracle", help="ppo: which PPO baseline"
     )
     bench.add_argument(
         "--device",

@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -287,13 +288,16 @@ def train_ppo(
     log_dir: str | Path | None = None,
     resume: dict[str, Any] | None = None,
     on_update: Callable[[Any], None] | None = None,
+    timings: list[tuple[str, float]] | None = None,
 ) -> Any:
     """SB3 PPO on the family (a new task per episode), with the meta-policy's network size and
     the config's ``ppo`` settings, for ``timesteps`` env steps in all, on ``num_envs`` envs
     (default ``ppo.num_envs``). With ``log_dir``, PPO's own metrics (episode return, losses) go
     there as TensorBoard events and ``progress.csv``; without, nothing is written.
     ``on_update(model)`` is called after every PPO update but the last (to save
-    :func:`ppo_state`); ``resume``, such a state, continues that run up to ``timesteps``."""
+    :func:`ppo_state`); ``resume``, such a state, continues that run up to ``timesteps``.
+    ``timings``, if given, receives ``("rollout", t)`` and ``("update", t)`` as each rollout and
+    each update starts, and ``("end", t)`` (``time.perf_counter``) for ``metarl bench ppo``."""
     sb3 = _sb3()
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import Logger
@@ -334,6 +338,12 @@ def train_ppo(
         def _on_rollout_start(self) -> None:  # the previous rollout's update is done
             if on_update is not None and self.model.num_timesteps > done:
                 on_update(self.model)
+            if timings is not None:
+                timings.append(("rollout", time.perf_counter()))
+
+        def _on_rollout_end(self) -> None:
+            if timings is not None:
+                timings.append(("update", time.perf_counter()))
 
         def _on_step(self) -> bool:
             return True
@@ -343,6 +353,8 @@ def train_ppo(
             callback = AfterEachUpdate()
             model.learn(total_timesteps=timesteps - done, callback=callback, reset_num_timesteps=False)
     finally:
+        if timings is not None:
+            timings.append(("end", time.perf_counter()))
         model.logger.close()
         vec.close()
     return model

@@ -456,3 +456,22 @@ def test_ppo_settings_belong_to_rl_configs_only():
     config_from_dict({**TINY, "ppo": {"n_steps": 512}})  # an RL config's baselines read them
     with pytest.raises(ConfigError, match="'ppo.n_steps' is not used by maml"):
         config_from_dict({"env": "supervised/Sinusoid", "algorithm": "maml", "ppo": {"n_steps": 512}})
+
+
+def test_bench_ppo_splits_each_rollout_into_collecting_and_updating(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "ppo": {**SMALL_PPO, "num_envs": 2}}))
+    js = tmp_path / "bench.json"
+    args = ["bench", "ppo", "--config", str(config), "--iterations", "2", "--baseline", "pretrained"]
+    assert main([*args, "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained PPO, 2 envs (dummy), rollouts of 64 env steps, mean of 2" in out
+    assert "2 epochs x 2 minibatches of 32" in out
+    r = json.loads(js.read_text())
+    assert r["collect_s"] > 0 and r["update_s"] > 0 and r["ppo"]["n_steps"] == 32
+    assert r["env_steps_per_s"] == pytest.approx(64 / (r["collect_s"] + r["update_s"]))
+    assert not list(tmp_path.glob("runs*"))  # a benchmark writes no run
+    sinusoid = tmp_path / "sinusoid.yaml"
+    sinusoid.write_text(yaml.safe_dump({"env": "supervised/Sinusoid", "algorithm": "maml"}))
+    assert main(["bench", "ppo", "--config", str(sinusoid)]) == 2
+    assert "bench ppo times the PPO baselines of RL families" in capsys.readouterr().err
