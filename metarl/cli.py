@@ -336,21 +336,22 @@ def _baseline(args: argparse.Namespace) -> int:
             "CONFIG": args.config,
             "--out": args.out,
             "--num-envs": args.num_envs,
-            "--set": args.set,
             "--force": args.force or None,
         }
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             raise MetarlError(
                 f"--resume DIR continues the baseline as it started (--timesteps N: to N env steps in "
-                f"all); it takes no {', '.join(given)}"
+                f"all; --set ppo.vec_env=V or sampler.num_threads=N: its envs stepped otherwise); it "
+                f"takes no {', '.join(given)}"
             )
         command = f"metarl baseline --resume {args.resume}"
         if args.timesteps is not None:
             command += f" --timesteps {args.timesteps}"
+        command += "".join(f" --set {item}" for item in args.set or [])
         progress = PPOProgress("PPO", Path(args.resume), 0, restart=command, resume=command)
         _ACTIVE["baseline"] = progress
-        out = resume_baseline(args.resume, args.timesteps, progress)
+        out = resume_baseline(args.resume, args.timesteps, progress, overrides=args.set)
         print(
             f"finished the {progress.kind} baseline ({progress.timesteps:,} PPO env steps) in {out}; "
             f"evaluate it with: metarl evaluate {out}"

@@ -27,7 +27,7 @@ ESTIMATORS = ("vpg", "lvc")
 OUTER_OPTIMIZERS = ("trpo", "adam")
 ACTIVATIONS = ("relu", "tanh")
 SAMPLER_BACKENDS = ("auto", "sync", "async", "ray", "warp")
-PPO_VEC_ENVS = ("dummy", "subprocess")
+PPO_VEC_ENVS = ("dummy", "subprocess", "batched")
 
 
 @dataclass
@@ -144,7 +144,8 @@ class PPOConfig:
     SB3's own (and ``num_envs: 4`` envs stepped in turn in one process)."""
 
     num_envs: int = 4  # parallel envs (``metarl baseline --num-envs`` sets it too)
-    # dummy: the envs step in turn in this process; subprocess: one process per env (many cores)
+    # dummy: the envs step in turn in this process; subprocess: one process per env; batched:
+    # the sub-envs of the family's batched engine (on sampler.num_threads threads)
     vec_env: str = "dummy"
     n_steps: int = 2048  # env steps per env per rollout; a rollout is n_steps * num_envs
     batch_size: int = 64
@@ -371,7 +372,10 @@ KEY_DOCS = {
     "sampler.num_workers": "Ray actors",
     "sampler.ray_address": "the Ray cluster to join (empty: a local Ray)",
     "ppo.num_envs": "baselines: PPO's parallel envs",
-    "ppo.vec_env": "baselines: dummy (envs in turn, one process) or subprocess (one process per env)",
+    "ppo.vec_env": (
+        "baselines: dummy (envs in turn, one process), subprocess (one process per env) or batched "
+        "(the sub-envs of the family's batched engine)"
+    ),
     "ppo.n_steps": "baselines: PPO's env steps per env per rollout",
     "ppo.batch_size": "baselines: PPO's minibatch size",
     "ppo.n_epochs": "baselines: PPO's epochs over each rollout",

@@ -37,7 +37,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from metarl.config import Config
+from metarl.config import Config, given_keys
 from metarl.errors import MetarlError
 from metarl.policies import MLPPolicy
 from metarl.runs import PPO_RESUME
@@ -47,6 +47,9 @@ BASELINES = ("random", "pretrained", "oracle")
 PPO_FILE = "ppo.zip"
 #: SB3 VecNormalize's epsilon: observations are scaled by sqrt(var + epsilon).
 NORMALIZATION_EPSILON = 1e-8
+#: What ``metarl baseline --resume DIR --set KEY=VALUE`` may change: how the envs are stepped,
+#: which trains the same policy (the episodes do not depend on it).
+BASELINE_RESUME_KEYS = ("ppo.vec_env", "sampler.num_threads")
 #: The PPO envs' task streams: SeedSequence([seed, TASK_STREAM]) gives each env its own.
 TASK_STREAM = 0x7A5C
 
@@ -208,7 +211,8 @@ def _ppo_logger(log_dir: Path, resumed_at: int | None) -> Any:
 
 def _ppo_vec_env(config: Config, oracle: bool, seed: int, num_envs: int) -> Any:
     """The PPO baselines' vector env: ``num_envs`` monitored envs, each with a task stream of its
-    own, stepped in turn (``ppo.vec_env: dummy``) or one process each (``subprocess``); wrapped in
+    own, stepped in turn (``ppo.vec_env: dummy``), one process each (``subprocess``) or as the
+    sub-envs of one batched engine (``batched``, :mod:`metarl.baseline_vec_env`); wrapped in
     SB3's ``VecNormalize`` when the config normalizes observations or rewards (no clipping, so
     that the statistics fold exactly into the pretrained policy's first layer)."""
     from stable_baselines3.common.monitor import Monitor
@@ -224,8 +228,11 @@ def _ppo_vec_env(config: Config, oracle: bool, seed: int, num_envs: int) -> Any:
 
         return make
 
-    factory = SubprocVecEnv if config.ppo.vec_env == "subprocess" else DummyVecEnv
-    vec = factory([thunk(rank) for rank in range(num_envs)])
+    if config.ppo.vec_env == "batched":
+        vec = _batched_ppo_env(config, oracle, [int(s) for s in task_seeds])
+    else:
+        factory = SubprocVecEnv if config.ppo.vec_env == "subprocess" else DummyVecEnv
+        vec = factory([thunk(rank) for rank in range(num_envs)])
     vec.seed(seed)
     ppo = config.ppo
     if ppo.normalize_observations or ppo.normalize_rewards:
@@ -238,6 +245,32 @@ def _ppo_vec_env(config: Config, oracle: bool, seed: int, num_envs: int) -> Any:
             epsilon=NORMALIZATION_EPSILON,
         )
     return vec
+
+
+def _batched_ppo_env(config: Config, oracle: bool, task_seeds: list[int]) -> Any:
+    """``len(task_seeds)`` PPO envs as the sub-envs of the family's vector env (its batched
+    engine on ``sampler.num_threads`` threads; ``SyncVectorEnv`` for a family without one, or with
+    ``sampler.backend: sync``), with SB3's episode statistics (``VecMonitor``)."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from metarl.baseline_vec_env import TaskBatchVecEnv
+    from metarl.sampling.local import make_vector_env
+
+    env_id = resolve_env_id(config.env).id
+    reference = _unit_actions(make_env(env_id, max_episode_steps=config.horizon, **config.env_kwargs), config)
+    if oracle:
+        reference = TaskInObservation(reference)
+    backend = "sync" if config.sampler.backend == "sync" else "auto"
+    vector = make_vector_env(
+        env_id, len(task_seeds), config.horizon, backend, config.sampler.num_threads, **config.env_kwargs
+    )
+
+    def observe(observations: np.ndarray, tasks: list[Any]) -> np.ndarray:
+        if oracle:
+            return with_task(observations, np.stack([task_vector(t) for t in tasks]))
+        return np.reshape(observations, (len(tasks), -1))
+
+    return VecMonitor(TaskBatchVecEnv(vector, reference, task_seeds, observe, _batch_actions(reference)))
 
 
 def normalization_state(model: Any) -> dict[str, torch.Tensor] | None:
@@ -467,13 +500,27 @@ def check_no_unfinished_ppo(run_dir: str | Path, force: bool) -> None:
 
 
 def resume_baseline(
-    run_dir: str | Path, timesteps: int | None = None, progress: PPOProgress | None = None
+    run_dir: str | Path,
+    timesteps: int | None = None,
+    progress: PPOProgress | None = None,
+    overrides: list[str] | None = None,
 ) -> Path:
     """Continue the PPO baseline in ``run_dir`` with the config and number of envs it started
     with: an interrupted one from its last saved update, to ``timesteps`` (default: the target it
     started with); a finished one from its ``ppo.zip`` (parameters and Adam's state, read without
     unpickling) to ``timesteps``, which must then exceed the steps it has run. An extension that
-    is interrupted leaves the finished baseline as it was, beside the extension's saved state."""
+    is interrupted leaves the finished baseline as it was, beside the extension's saved state.
+    ``overrides`` (``--set``) may change only how the envs are stepped
+    (:data:`BASELINE_RESUME_KEYS`), which trains the same policy."""
+    from metarl.config import merge, parse_overrides
+
+    changes = parse_overrides(list(overrides or []))
+    for key in given_keys(changes):
+        if key not in BASELINE_RESUME_KEYS:
+            raise MetarlError(
+                f"--set {key}: a continued baseline can change only {', '.join(BASELINE_RESUME_KEYS)} "
+                "(how its envs are stepped); start a new baseline for it"
+            )
     from metarl.checkpoint import load_checkpoint, load_sb3_training_state
     from metarl.config import config_from_dict
     from metarl.runs import CHECKPOINT, RunDirectory
@@ -518,7 +565,8 @@ def resume_baseline(
         raise MetarlError(
             f"--timesteps: got {target:,}, expected more than the {done:,} PPO env steps run so far"
         )
-    config = config_from_dict(state["config"], strict=False)  # a full to_dict(), as checkpoints hold
+    # a full to_dict(), as checkpoints hold
+    config = config_from_dict(merge(state["config"], changes), strict=False)
     if progress is not None:
         progress.kind, progress.timesteps = state["method"], target
         if (run.path / PPO_RESUME).is_file():  # not when a finished run is extended from ppo.zip

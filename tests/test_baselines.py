@@ -335,14 +335,17 @@ def test_ppo_takes_its_settings_from_the_config_and_gives_each_env_its_own_tasks
     vec.close()
 
 
-def test_envs_in_subprocesses_train_the_same_policy_as_envs_stepped_in_turn():
+@pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0"])
+def test_envs_in_subprocesses_or_a_batched_engine_train_the_same_policy_as_envs_in_turn(env_id):
     params = []
-    for vec_env in ("dummy", "subprocess"):
-        config = config_from_dict({**TINY, "ppo": {**SMALL_PPO, "num_envs": 2, "vec_env": vec_env}})
-        model = train_ppo(config, oracle=False, timesteps=128, seed=5)
+    for vec_env in ("dummy", "subprocess", "batched"):
+        ppo = {**SMALL_PPO, "num_envs": 2, "vec_env": vec_env}
+        config = config_from_dict({**TINY, "env": env_id, "ppo": ppo})
+        model = train_ppo(config, oracle=True, timesteps=128, seed=5)
         params.append(model.policy.state_dict())
-    for name, value in params[0].items():
-        torch.testing.assert_close(params[1][name], value, rtol=0, atol=0)
+    for other in params[1:]:
+        for name, value in params[0].items():
+            torch.testing.assert_close(other[name], value, rtol=0, atol=0)
 
 
 def test_normalized_observations_fold_exactly_into_the_pretrained_policy():
@@ -435,7 +438,10 @@ def test_a_resumed_ppo_run_continues_with_the_saved_normalization(tmp_path, caps
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("ppo.vec_env=threads", "config key 'ppo.vec_env' must be one of dummy, subprocess, got 'threads'"),
+        (
+            "ppo.vec_env=threads",
+            "config key 'ppo.vec_env' must be one of dummy, subprocess, batched, got 'threads'",
+        ),
         ("ppo.batch_size=9000", "must be at most ppo.n_steps * ppo.num_envs (2048 * 4 = 8192, one rollout)"),
         ("ppo.gamma=0", "config key 'ppo.gamma' must be a number in (0, 1], got 0"),
     ],
@@ -475,3 +481,90 @@ def test_bench_ppo_splits_each_rollout_into_collecting_and_updating(tmp_path, ca
     sinusoid.write_text(yaml.safe_dump({"env": "supervised/Sinusoid", "algorithm": "maml"}))
     assert main(["bench", "ppo", "--config", str(sinusoid)]) == 2
     assert "bench ppo times the PPO baselines of RL families" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("oracle", [True, False], ids=["oracle", "pretrained"])
+def test_ppo_envs_in_one_batched_engine_step_as_the_single_envs(oracle):
+    """Each sub-env of ``ppo.vec_env: batched`` runs the episodes of a single env given the same
+    tasks (its own stream, a new task per episode), reset seeds and actions; a finished episode
+    is reset in the same step, its last observation in ``terminal_observation``."""
+    from metarl.reference_methods import TASK_STREAM, _ppo_vec_env, _unit_actions
+
+    env_id, horizon, n, seed = "metarl/HalfCheetahVel-v0", 5, 3, 11
+    config = config_from_dict({**TINY, "env": env_id, "horizon": horizon, "ppo": {"vec_env": "batched"}})
+    vec = _ppo_vec_env(config, oracle, seed, n)
+    assert type(vec.venv.vector_env).__name__ == "HalfCheetahVelVectorEnv"  # the batched engine
+    task_seeds = np.random.SeedSequence([seed, TASK_STREAM]).generate_state(n)
+    twins = []
+    for i in range(n):
+        env = _unit_actions(gym.make(env_id, max_episode_steps=horizon), config)
+        twins.append((TaskInObservation(env) if oracle else env, np.random.default_rng(int(task_seeds[i]))))
+
+    def twin_reset(i, reset_seed):
+        env, tasks = twins[i]
+        env.unwrapped.set_task(env.unwrapped.sample_tasks(1, tasks)[0])
+        return env.reset(seed=reset_seed)[0]
+
+    obs = vec.reset()
+    np.testing.assert_allclose(obs, np.stack([twin_reset(i, seed + i) for i in range(n)]), rtol=0, atol=1e-6)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(2 * horizon + 2, n, 6)).astype(np.float32)
+    ends = 0
+    for step_actions in actions:
+        vec.step_async(step_actions)
+        obs, reward, done, infos = vec.step_wait()
+        for i, (env, _) in enumerate(twins):
+            expected, r, terminated, truncated, _ = env.step(step_actions[i])
+            assert reward[i] == pytest.approx(r, rel=1e-6) and done[i] == (terminated or truncated)
+            if done[i]:
+                ends += 1
+                np.testing.assert_allclose(infos[i]["terminal_observation"], expected, rtol=0, atol=1e-6)
+                assert infos[i]["TimeLimit.truncated"] == (truncated and not terminated)
+                assert "episode" in infos[i]  # SB3's episode statistics (VecMonitor)
+                expected = twin_reset(i, None)  # the next task, and the env's own reset stream
+            np.testing.assert_allclose(obs[i], expected, rtol=0, atol=1e-6)
+    assert ends == 2 * n  # every sub-env finished two episodes, each with a task of its own
+    vec.close()
+
+
+def test_ppo_trains_on_envs_in_one_batched_engine(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "ppo": {**SMALL_PPO, "num_envs": 4, "vec_env": "batched"}}))
+    run = tmp_path / "oracle"
+    assert main(["baseline", "oracle", str(config), "--out", str(run), "--timesteps", "256"]) == 0
+    steps = _csv_column(run / "ppo" / "progress.csv", "time/total_timesteps")
+    assert steps == [128, 256]
+    assert _csv_column(run / "ppo" / "progress.csv", "rollout/ep_len_mean")[-1] == 12  # TINY's horizon
+    assert main(["evaluate", str(run), "--tasks", "2"]) == 0
+
+
+def test_a_resumed_baseline_may_step_its_envs_otherwise_and_nothing_else(tmp_path, capsys, monkeypatch):
+    from metarl.checkpoint import load_checkpoint
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "ppo": {**SMALL_PPO, "num_envs": 2}}))
+    run = tmp_path / "pretrained"
+    _interrupt_at_update(monkeypatch, 2, [])
+    assert main(["baseline", "pretrained", str(config), "--out", str(run), "--timesteps", "192"]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["baseline", "--resume", str(run), "--set", "ppo.n_steps=64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "metarl: error: --set ppo.n_steps: a continued baseline can change only ppo.vec_env, "
+        "sampler.num_threads (how its envs are stepped); start a new baseline for it"
+    )
+    assert main(["baseline", "--resume", str(run), "--set", "ppo.vec_env=threads"]) == 2
+    assert "config key 'ppo.vec_env' must be one of dummy, subprocess, batched" in capsys.readouterr().err
+    args = [
+        "baseline",
+        "--resume",
+        str(run),
+        "--set",
+        "ppo.vec_env=batched",
+        "--set",
+        "sampler.num_threads=1",
+    ]
+    assert main(args) == 0
+    finished = load_checkpoint(run / "checkpoint.pt")
+    assert finished["timesteps"] == 192 and finished["config"]["ppo"]["vec_env"] == "batched"
+    assert _csv_column(run / "ppo" / "progress.csv", "time/total_timesteps") == [64, 128, 192]
