@@ -179,7 +179,8 @@ def _ppo_logger(log_dir: Path, resumed_at: int | None) -> Any:
     logged up to ``resumed_at`` env steps and drops the rest (logged after the saved state, so
     about updates that the resumed run does again), in ``progress.csv`` and in TensorBoard."""
     from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
-    from torch.utils.tensorboard import SummaryWriter
+
+    from metarl.runs import event_writer
 
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "progress.csv"
@@ -204,7 +205,7 @@ def _ppo_logger(log_dir: Path, resumed_at: int | None) -> Any:
     tensorboard = TensorBoardOutputFormat.__new__(TensorBoardOutputFormat)
     # purge_step hides the dropped updates' events in TensorBoard, as metarl train does.
     purge = None if resumed_at is None else resumed_at + 1
-    tensorboard.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+    tensorboard.writer = event_writer(log_dir, purge_step=purge)
     tensorboard._is_closed = False
     return Logger(str(log_dir), [csv_out, tensorboard])
 

@@ -46,6 +46,9 @@ _OURS = re.compile(
 )
 
 
+_EVENT_STAMP = re.compile(r"events\.out\.tfevents\.(\d+)\.")
+
+
 def _is_ours(name: str) -> bool:
     return bool(_OURS.match(name))
 
@@ -59,6 +62,27 @@ def check_not_unfinished_baseline(path: str | Path) -> None:
             f"{str(path)!r} holds an unfinished PPO baseline (no {CHECKPOINT} yet); finish it with: "
             f"metarl baseline --resume {path}"
         )
+
+
+def event_writer(log_dir: str | Path, purge_step: int | None = None) -> Any:
+    """A TensorBoard ``SummaryWriter`` in ``log_dir`` whose event file sorts after every event
+    file already there. Readers (TensorBoard, ``metarl summary``) take a directory's event files
+    in name order, and the names hold the second they were made in, then a per-process counter
+    that sorts as text (``...9`` after ``...10``): a run resumed in the same process and the same
+    second as its earlier part could be read before it, and its ``purge_step`` would then drop
+    the wrong events. So this waits, at most a second and only then, for a later second."""
+    import time
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    stamps = [
+        int(m.group(1))
+        for m in map(_EVENT_STAMP.match, os.listdir(log_dir) if Path(log_dir).is_dir() else [])
+        if m
+    ]
+    while stamps and int(time.time()) <= max(stamps):
+        time.sleep(0.05)
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
 class RunDirectory:

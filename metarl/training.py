@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from metarl.errors import MetarlError
-from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory
+from metarl.runs import BEST, CHECKPOINT, CONFIG_FILE, RunDirectory, event_writer
 
 if TYPE_CHECKING:
     from metarl.learners.base import Learner
@@ -55,8 +55,6 @@ class RunLog:
             self.run.check_new(force)  # before anything runs: refuse in one line
 
     def __enter__(self) -> RunLog:
-        from torch.utils.tensorboard import SummaryWriter
-
         run = self.run
         run.acquire()
         try:
@@ -72,7 +70,7 @@ class RunLog:
                 run.write_text(CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
                 before = run.snapshot()
                 # purge_step drops events an interrupted run wrote after its last checkpoint.
-                self.writer = SummaryWriter(str(self.path), purge_step=self.learner.iteration + 1)
+                self.writer = event_writer(self.path, purge_step=self.learner.iteration + 1)
                 run.claim_new_files(before)
             except OSError as exc:
                 raise MetarlError(run.write_error(exc)) from None

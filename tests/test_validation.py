@@ -216,3 +216,24 @@ def test_the_validation_keys_are_in_every_learners_documentation():
     for cls in learners():
         assert "validation_every (validation.every; 10)" in cls.__doc__, cls.__name__
         assert "validation_tasks (validation.tasks; 20)" in cls.__doc__, cls.__name__
+
+
+def test_a_run_resumed_in_the_same_process_is_read_after_its_earlier_part(tmp_path, monkeypatch):
+    """Event files are read in name order: the second they were made in, then a per-process
+    counter that sorts as text. With the earlier part's writer numbered 9 and the resumed one
+    10, a resume within the same second used to be read first, and its purge dropped the
+    earlier part's scalars."""
+    from tensorboard.summary.writer import event_file_writer
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "validation": {"every": 1, "tasks": 4}}))
+    part = Trainer(load_config(path, ["iterations=4"]), tmp_path / "part", progress=False)
+    interrupt_at_iteration(part, 3)
+    monkeypatch.setattr(event_file_writer._global_uid, "_value", 9)
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    resumed = Trainer.resume(tmp_path / "part", progress=False)
+    resumed.train()
+    names = sorted(p.name for p in (tmp_path / "part").glob("events.out.tfevents.*"))
+    assert [name.rsplit(".", 1)[1] for name in names] == ["9", "10"]  # the resumed part last
+    assert sorted(_scalars(tmp_path / "part", "validation/score")) == [1, 2, 3, 4]
