@@ -591,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--seeds",
         action="store_true",
-        help="draw each method once: mean over its results (training seeds) ± s.e. across them",
+        help="draw each method (or variant: <method>_<variant>_seed<N>.json) once: mean over its "
+        "results (training seeds) ± s.e. across them",
     )
     pl.set_defaults(func=_plot)
 
@@ -600,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--seeds",
         action="store_true",
-        help="also pool each method's results as training seeds: mean ± s.e. across seeds",
+        help="also pool each method's (or variant's: <method>_<variant>_seed<N>.json) results as "
+        "training seeds: mean ± s.e. across seeds",
     )
     cmp.add_argument(
         "--paper",

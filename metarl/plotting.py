@@ -4,6 +4,7 @@ training curves from a run's TensorBoard events, and a methods × steps comparis
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -294,17 +295,34 @@ def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
     return mean, sd / math.sqrt(len(values))
 
 
-def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each method's results as one: per step, the mean over its results (its training seeds)
-    and, where there are several, the standard error across them instead of across tasks.
-    ``seeds`` in a pooled result counts them. Order follows each method's first result."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+_SEED_SUFFIX = re.compile(r"[_-]?seed\d+$")
+
+
+def seed_groups(results: list[dict[str, Any]]) -> list[str]:
+    """The group each result pools into as one training seed: its file's stem less a trailing
+    ``seed<N>`` (``maml_trpo_lr0.2_seed1.json`` -> ``maml_trpo_lr0.2``) where that stem begins with
+    the result's method, so that variants of one learner (an ablation, a tuning) pool apart;
+    else its method."""
+    groups = []
     for r in results:
-        groups.setdefault(r["method"], []).append(r)
+        stem = Path(r["path"]).stem if r.get("path") else ""
+        variant = _SEED_SUFFIX.sub("", stem)
+        groups.append(variant if variant != stem and variant.startswith(r["method"]) else r["method"])
+    return groups
+
+
+def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each group's results as one (:func:`seed_groups`: a method, or a variant of it told by the
+    file names): per step, the mean over its results (its training seeds) and, where there are
+    several, the standard error across them instead of across tasks. ``seeds`` in a pooled result
+    counts them and ``group`` names it. Order follows each group's first result."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r, group in zip(results, seed_groups(results), strict=True):
+        groups.setdefault(group, []).append(r)
     pooled = []
-    for members in groups.values():
+    for group, members in groups.items():
         if len(members) == 1:
-            pooled.append({**members[0], "seeds": 1})
+            pooled.append({**members[0], "seeds": 1, "group": group})
             continue
         steps = min(len(r["mean_return"]) for r in members)
         pairs = [_mean_and_stderr([r["mean_return"][k] for r in members]) for k in range(steps)]
@@ -317,6 +335,7 @@ def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "mean_return": means,
                 "stderr": errors,
                 "seeds": len(members),
+                "group": group,
             }
         )
     return pooled
@@ -358,7 +377,7 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
             # A pooled method's bars are the s.e. across its seeds, the others' across tasks; the
             # legend says which, as the axis label has no room for both.
             labels = [
-                r["method"] + (f" ({r['seeds']} seeds; ± s.e. across seeds)" if r["seeds"] > 1 else "")
+                r["group"] + (f" ({r['seeds']} seeds; ± s.e. across seeds)" if r["seeds"] > 1 else "")
                 for r in results
             ]
         else:
@@ -414,6 +433,7 @@ __all__ = [
     "normalized_scores",
     "plot",
     "result_labels",
+    "seed_groups",
     "training_curves",
 ]
 
@@ -423,8 +443,9 @@ def seed_table(results: list[dict[str, Any]], references: tuple[float, float] | 
     of the normalized score (or of the return, without random and oracle results) ± its
     standard error across seeds, and how many seeds there are. The random and oracle results
     are the references, not rows, unless ``references`` (random return at step 0, oracle
-    return: the paper's, say) replaces them. Results of one method are its seeds: each is one
-    training run (``train_seed`` in the evaluate JSON), all scored on the same held-out tasks."""
+    return: the paper's, say) replaces them. Results of one group (:func:`seed_groups`: a
+    method, or a variant of it told by the file names) are its seeds: each is one training run
+    (``train_seed`` in the evaluate JSON), all scored on the same held-out tasks."""
     from collections import defaultdict
 
     labels = result_labels(results)
@@ -433,9 +454,9 @@ def seed_table(results: list[dict[str, Any]], references: tuple[float, float] | 
     what = "normalized score" if scores is not None else results[0].get("metric", "return")
     against = f", against random {references[0]:g} and oracle {references[1]:g}" if references else ""
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(results):
+    for i, (r, group) in enumerate(zip(results, seed_groups(results), strict=True)):
         if scores is None or references is not None or r["method"] not in ("random", "oracle"):
-            groups[r["method"]].append(i)
+            groups[group].append(i)
     tasks = {tuple(r.get("tasks", [])) for r in results}
     if len(tasks) > 1:
         raise MetarlError("compare --seeds: the results were evaluated on different held-out tasks")

@@ -224,6 +224,35 @@ def test_plot_seeds_draws_each_method_once_with_the_spread_across_seeds(tmp_path
     assert drawn[0].get_legend_handles_labels()[1] == ["maml_trpo", "pretrained"]
 
 
+def test_seeds_pool_each_variant_of_a_learner_apart_by_its_file_names(tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+
+    paths = [
+        _result(tmp_path, "random", [0.0, 1.0]),
+        _result(tmp_path, "oracle", [10.0]),
+        _seed_result(tmp_path, "maml_trpo_seed0", "maml_trpo", [2.0, 5.0], 0),
+        _seed_result(tmp_path, "maml_trpo_seed1", "maml_trpo", [4.0, 7.0], 1),
+        _seed_result(tmp_path, "maml_trpo_lr0.2_seed0", "maml_trpo", [2.0, 8.0], 0),
+        _seed_result(tmp_path, "maml_trpo_lr0.2-seed1", "maml_trpo", [2.0, 9.0], 1),
+        # not named after its method: pooled by method, as before
+        _seed_result(tmp_path, "mine_seed2", "maml_trpo", [2.0, 6.0], 2),
+    ]
+    assert main(["compare", "--seeds", *map(str, paths)]) == 0
+    pooled = capsys.readouterr().out.split("mean over training seeds")[1].splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in pooled[2:] if line.strip()}
+    # scores after one step: 0.5, 0.7, 0.6 for maml_trpo; 0.8, 0.9 for the variant
+    assert rows["maml_trpo"][0] == "3" and rows["maml_trpo"][4:7] == ["0.60", "±", "0.06"]
+    assert rows["maml_trpo_lr0.2"][0] == "2" and rows["maml_trpo_lr0.2"][4:7] == ["0.85", "±", "0.05"]
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig.axes[0]))
+    assert main(["plot", "--seeds", *map(str, paths[2:]), "--out", str(tmp_path / "fig.png")]) == 0
+    assert drawn[0].get_legend_handles_labels()[1] == [
+        "maml_trpo (3 seeds; ± s.e. across seeds)",
+        "maml_trpo_lr0.2 (2 seeds; ± s.e. across seeds)",
+    ]
+
+
 def test_compare_seeds_refuses_two_results_of_one_training_seed(tmp_path, capsys):
     paths = [
         _seed_result(tmp_path, "a", "maml_trpo", [2.0, 5.0], 0),
