@@ -106,11 +106,14 @@ class OuterConfig:
 @dataclass
 class ProMPConfig:
     """ProMP's outer objective (Rothfuss et al. 2019): a PPO-clip surrogate on the
-    post-adaptation episodes plus an adaptive penalty on each task's inner KL."""
+    post-adaptation episodes plus a penalty on each task's inner KL, fixed at
+    ``init_inner_kl_coef`` as in the authors' experiments, or adapted towards
+    ``target_inner_kl`` with ``adaptive_inner_kl``."""
 
     clip_eps: float = 0.3
     target_inner_kl: float = 0.01
     init_inner_kl_coef: float = 5e-4
+    adaptive_inner_kl: bool = False
 
 
 @dataclass
@@ -350,8 +353,12 @@ KEY_DOCS = {
     "outer.lr": "Adam's step size",
     "outer.steps": "Adam steps per meta-iteration",
     "promp.clip_eps": "PPO clip range of the outer surrogate",
-    "promp.target_inner_kl": "target of each task's inner KL; its penalty adapts towards it",
-    "promp.init_inner_kl_coef": "initial coefficient of the inner-KL penalty",
+    "promp.target_inner_kl": "target of each task's inner KL, with promp.adaptive_inner_kl",
+    "promp.init_inner_kl_coef": "coefficient of the inner-KL penalty (its start, if adaptive)",
+    "promp.adaptive_inner_kl": (
+        "halve or double each task's penalty coefficient after an iteration whose inner KL is under "
+        "target / 1.5 or over target x 1.5 (false: fixed, as in the ProMP authors' experiments)"
+    ),
     "reptile.epsilon": "Reptile's step towards the adapted parameters",
     "supervised.k_shot": "support examples per task",
     "supervised.k_query": "query examples per task for the meta-loss",

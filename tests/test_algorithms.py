@@ -152,3 +152,28 @@ def test_init_output_scale_is_validated():
 
     with pytest.raises(ConfigError, match="init_output_scale"):
         metarl.MAMLTRPO("metarl/Navigation2D-v0", init_output_scale=2.0)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_promp_inner_kl_penalty_is_fixed_unless_adaptive(tmp_path, adaptive):
+    # The authors' experiments keep eta fixed; the adaptive rule halves or doubles it per task.
+    promp = {"init_inner_kl_coef": 0.5, "target_inner_kl": 1e-3, "adaptive_inner_kl": adaptive}
+    config = load_config(_write(tmp_path, algorithm="promp", outer={"lr": 0.01, "steps": 3}, promp=promp), [])
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    algo = trainer.algorithm
+    metrics = algo.train_iteration(trainer.rng, trainer.generator)
+    coef = algo.kl_coef
+    if adaptive:
+        inner_kl = metrics["promp/inner_kl"]
+        assert inner_kl > 0
+        assert set(coef.tolist()) <= {0.25, 0.5, 1.0} and not torch.all(coef == 0.5)
+    else:
+        assert torch.all(coef == 0.5)
+    assert metrics["promp/inner_kl_coef"] == pytest.approx(float(coef.mean()))
+
+
+def test_promp_adaptive_inner_kl_must_be_a_boolean(tmp_path, capsys):
+    path = _write(tmp_path, algorithm="promp", promp={"adaptive_inner_kl": "sometimes"})
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "promp.adaptive_inner_kl" in err and "'sometimes'" in err and len(err.splitlines()) == 1
