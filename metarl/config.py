@@ -678,6 +678,21 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Keys whose default changed after checkpoints were written without them, with the value those
+#: checkpoints trained with: a run resumed from one keeps its rule.
+_BEFORE_THE_KEY = {("promp", "adaptive_inner_kl"): True}
+
+
+def saved_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config dict, completed with what an older metarl ran by default where a
+    key that has since changed its default is missing."""
+    out = dict(data)
+    for (section, key), value in _BEFORE_THE_KEY.items():
+        if isinstance(out.get(section), dict) and key not in out[section]:
+            out[section] = {**out[section], key: value}
+    return out
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Load a YAML experiment config, apply ``--set`` overrides and validate it."""
     path = Path(path)

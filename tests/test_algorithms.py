@@ -177,3 +177,18 @@ def test_promp_adaptive_inner_kl_must_be_a_boolean(tmp_path, capsys):
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "promp.adaptive_inner_kl" in err and "'sometimes'" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("saved", [None, False])
+def test_a_promp_checkpoint_from_before_the_fixed_penalty_resumes_with_the_adaptive_rule(tmp_path, saved):
+    # Checkpoints written before promp.adaptive_inner_kl existed trained with the adaptive rule.
+    config = load_config(_write(tmp_path, algorithm="promp", iterations=1), [])
+    Trainer(config, tmp_path / "run", progress=False).train()
+    file = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(file, weights_only=True)
+    del state["config"]["promp"]["adaptive_inner_kl"]
+    if saved is not None:
+        state["config"]["promp"]["adaptive_inner_kl"] = saved
+    torch.save(state, file)
+    resumed = Trainer.resume(tmp_path / "run", progress=False, overrides=["iterations=2"])
+    assert resumed.config.promp.adaptive_inner_kl is (saved is None)

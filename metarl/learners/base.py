@@ -517,7 +517,7 @@ def load(
     (``["iterations=1000", "num_threads=8"]``) change the keys a continued run may change,
     :data:`metarl.config.RESUME_KEYS`."""
     from metarl.config import config_from_dict as _from_dict
-    from metarl.config import merge, resume_overrides
+    from metarl.config import merge, resume_overrides, saved_config
     from metarl.evaluation import checkpoint_path
     from metarl.learners.registry import learner_class
 
@@ -529,7 +529,7 @@ def load(
             "metarl evaluate"
         )
     changes = resume_overrides(overrides) if overrides else {}
-    config = _from_dict(merge(state["config"], changes), strict=False)
+    config = _from_dict(merge(saved_config(state["config"]), changes), strict=False)
     if device is not None:
         resolve_device(device)  # a bad value: one line before anything is built
         config.device = device
