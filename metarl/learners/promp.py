@@ -9,7 +9,7 @@
   ``promp.adaptive_inner_kl`` it adapts after each iteration: halved when task i's inner KL is
   under target / 1.5, doubled when it is over target × 1.5. Adam bounds each step by its step
   size whatever η, so a run of doublings does not pull the KL back; it inflates Adam's
-  second-moment estimate instead, which then stalls the outer step for hundreds of iterations
+  second-moment estimate instead, which stalls the outer step long after η falls back
   (cheetah-vel seed 0: η rose to 1.8e4 within 15 iterations and θ stopped moving).
 """
 
