@@ -108,12 +108,14 @@ class ProMPConfig:
     """ProMP's outer objective (Rothfuss et al. 2019): a PPO-clip surrogate on the
     post-adaptation episodes plus a penalty on each task's inner KL, fixed at
     ``init_inner_kl_coef`` as in the authors' experiments, or adapted towards
-    ``target_inner_kl`` with ``adaptive_inner_kl``."""
+    ``target_inner_kl`` with ``adaptive_inner_kl``. ``max_outer_kl`` bounds the mean KL by which
+    one iteration's Adam steps move the adapted policies (0: no bound)."""
 
     clip_eps: float = 0.3
     target_inner_kl: float = 0.01
     init_inner_kl_coef: float = 5e-4
     adaptive_inner_kl: bool = False
+    max_outer_kl: float = 0.03
 
 
 @dataclass
@@ -359,6 +361,10 @@ KEY_DOCS = {
         "halve or double each task's penalty coefficient after an iteration whose inner KL is under "
         "target / 1.5 or over target x 1.5 (false: fixed, as in the ProMP authors' experiments)"
     ),
+    "promp.max_outer_kl": (
+        "undo the Adam step after which the adapted policies' mean KL from the sampling ones exceeds "
+        "this, and end the iteration's outer steps there (0: no bound)"
+    ),
     "reptile.epsilon": "Reptile's step towards the adapted parameters",
     "supervised.k_shot": "support examples per task",
     "supervised.k_query": "query examples per task for the meta-loss",
@@ -435,6 +441,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "supervised.cg_iters": (lambda v: v >= 1, "an integer >= 1"),
     "promp.target_inner_kl": (lambda v: v > 0, "a number > 0"),
     "promp.init_inner_kl_coef": (lambda v: v >= 0, "a number >= 0"),
+    "promp.max_outer_kl": (lambda v: v >= 0, "a number >= 0 (0 = no bound)"),
     "trpo.max_kl": (lambda v: v > 0, "a number > 0"),
     "trpo.cg_iters": (lambda v: v >= 1, "an integer >= 1"),
     "trpo.cg_damping": (lambda v: v >= 0, "a number >= 0"),
@@ -680,7 +687,7 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 #: Keys whose default changed after checkpoints were written without them, with the value those
 #: checkpoints trained with: a run resumed from one keeps its rule.
-_BEFORE_THE_KEY = {("promp", "adaptive_inner_kl"): True}
+_BEFORE_THE_KEY = {("promp", "adaptive_inner_kl"): True, ("promp", "max_outer_kl"): 0.0}
 
 
 def saved_config(data: dict[str, Any]) -> dict[str, Any]:

@@ -181,14 +181,68 @@ def test_promp_adaptive_inner_kl_must_be_a_boolean(tmp_path, capsys):
 
 @pytest.mark.parametrize("saved", [None, False])
 def test_a_promp_checkpoint_from_before_the_fixed_penalty_resumes_with_the_adaptive_rule(tmp_path, saved):
-    # Checkpoints written before promp.adaptive_inner_kl existed trained with the adaptive rule.
+    # Checkpoints written before promp.adaptive_inner_kl existed trained with the adaptive rule...
     config = load_config(_write(tmp_path, algorithm="promp", iterations=1), [])
     Trainer(config, tmp_path / "run", progress=False).train()
     file = tmp_path / "run" / "checkpoint.pt"
     state = torch.load(file, weights_only=True)
     del state["config"]["promp"]["adaptive_inner_kl"]
+    del state["config"]["promp"]["max_outer_kl"]
     if saved is not None:
         state["config"]["promp"]["adaptive_inner_kl"] = saved
+        state["config"]["promp"]["max_outer_kl"] = 0.05
     torch.save(state, file)
     resumed = Trainer.resume(tmp_path / "run", progress=False, overrides=["iterations=2"])
     assert resumed.config.promp.adaptive_inner_kl is (saved is None)
+    # ... and without the bound on the outer KL.
+    assert resumed.config.promp.max_outer_kl == (0.0 if saved is None else 0.05)
+
+
+def _promp_iteration(tmp_path, name, **overrides):
+    """One ProMP iteration from a fresh seed-0 learner; returns the learner and its metrics."""
+    config = load_config(_write(tmp_path, algorithm="promp", iterations=1, **overrides), [])
+    trainer = Trainer(config, tmp_path / name, progress=False)
+    return trainer.algorithm, trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
+
+
+def test_promp_max_outer_kl_undoes_the_step_that_crosses_it_and_keeps_the_ones_before(tmp_path):
+    bound = 0.02
+    free, free_metrics = _promp_iteration(tmp_path, "free", outer={"lr": 0.01, "steps": 5})
+    assert free_metrics["meta/kl"] > bound and free_metrics["promp/outer_steps"] == 5
+    bounded, metrics = _promp_iteration(
+        tmp_path, "bounded", outer={"lr": 0.01, "steps": 5}, promp={"max_outer_kl": bound}
+    )
+    kept = int(metrics["promp/outer_steps"])
+    assert 1 <= kept < 5 and metrics["promp/step_undone"] == 1.0 and metrics["meta/accepted"] == 1.0
+    assert 0 < metrics["meta/kl"] <= bound
+    # The same iteration stopped after `kept` steps: the same θ and the same Adam state.
+    twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": 0.01, "steps": kept})
+    for a, b in zip(bounded.policy.parameters(), twin.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    mine, theirs = bounded.optimizer.state_dict()["state"], twin.optimizer.state_dict()["state"]
+    for i in theirs:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(mine[i][key], theirs[i][key])
+    assert metrics["meta/kl"] == twin_metrics["meta/kl"]
+    assert metrics["promp/surrogate"] == twin_metrics["promp/surrogate"]
+
+
+def test_promp_first_step_over_max_outer_kl_is_a_rejected_meta_step_that_moves_nothing(tmp_path):
+    algo, metrics = _promp_iteration(
+        tmp_path, "run", outer={"lr": 0.1, "steps": 5}, promp={"max_outer_kl": 0.02}
+    )
+    fresh = Trainer(load_config(_write(tmp_path, algorithm="promp"), []), tmp_path / "fresh", progress=False)
+    assert metrics["meta/accepted"] == 0.0 and metrics["promp/outer_steps"] == 0.0
+    assert metrics["meta/kl"] == 0.0
+    for a, b in zip(algo.policy.parameters(), fresh.algorithm.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert algo.optimizer.state_dict()["state"] == {}
+    assert "promp.max_outer_kl = 0.02" in algo.last_failure and "outer.lr" in algo.last_failure
+
+
+def test_promp_max_outer_kl_must_not_be_negative(tmp_path, capsys):
+    path = _write(tmp_path, algorithm="promp", promp={"max_outer_kl": -0.1})
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "promp.max_outer_kl" in err and "-0.1" in err and ">= 0" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -11,10 +11,18 @@
   size whatever η, so a run of doublings does not pull the KL back; it inflates Adam's
   second-moment estimate instead, which stalls the outer step long after η falls back
   (cheetah-vel seed 0: η rose to 1.8e4 within 15 iterations and θ stopped moving).
+* ``promp.max_outer_kl`` bounds how far one iteration moves the adapted policies: an Adam step
+  after which their mean KL from the sampling policies exceeds it is undone (θ and Adam's state
+  both), and the iteration ends there. The clip does not bound it: the Adam steps follow the
+  LVC meta-gradient, which is not the gradient of the surrogate they are scored on, and once
+  the policy's std has shrunk a few fixed-size steps can compound (cheetah-vel seed 0 with a
+  fixed η: a KL of 0.006, 0.02, 0.06, 0.19 after steps 1-4 of iteration 246, 95 two iterations
+  later, and the return fell from -77 to -300 within 15 iterations).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -26,7 +34,7 @@ from metarl.episodes import Episodes
 from metarl.learners.base import document
 from metarl.learners.registry import register
 from metarl.learners.rl import InnerBatch, RLLearner
-from metarl.optim.first_order import minimize
+from metarl.optim.first_order import finite_grads
 from metarl.policies import Params
 
 
@@ -43,6 +51,7 @@ class ProMP(RLLearner):
         "promp.target_inner_kl",
         "promp.init_inner_kl_coef",
         "promp.adaptive_inner_kl",
+        "promp.max_outer_kl",
     )
 
     def _init_optimizer(self) -> None:
@@ -74,6 +83,7 @@ class ProMP(RLLearner):
             old_logp = policy.log_prob(old_post, valid.actions)
         eps = c.promp.clip_eps
         parts: dict[str, Tensor] = {}
+        surrogates: list[Tensor] = []  # at θ before each step
 
         def loss() -> Tensor:
             theta = policy.params()
@@ -83,18 +93,52 @@ class ProMP(RLLearner):
             ratio = torch.exp(policy.log_prob(dist, valid.actions) - old_logp)
             clipped = torch.min(ratio * valid_adv.values, ratio.clamp(1 - eps, 1 + eps) * valid_adv.values)
             parts["surrogate"] = masked_task_mean(clipped, valid.mask)
+            surrogates.append(parts["surrogate"].detach().mean())
+            parts["outer_kl"] = masked_task_mean(policy.kl(old_post, dist), valid.mask).mean().detach()
             inner_kl = masked_task_mean(policy.kl(old_pre, policy.dist(theta, pre.obs)), pre.mask)
             return -parts["surrogate"].mean() + (self.kl_coef * inner_kl).mean()
 
-        accepted, _ = minimize(self.optimizer, loss, c.outer.steps)
-        if not accepted:
-            self.last_failure = "non-finite gradient"
-        theta = policy.params()
-        adapted_after = self.replay_inner_loop(theta, batches, create_graph=False)  # needs autograd
-        with torch.no_grad():
-            inner_kl = masked_task_mean(policy.kl(old_pre, policy.dist(theta, pre.obs)), pre.mask)
-            dist = policy.dist(adapted_after, valid.obs, task_dim=1)
-            outer_kl = masked_task_mean(policy.kl(old_post, dist), valid.mask).mean()
+        def measure() -> tuple[Tensor, Tensor]:
+            theta = policy.params()
+            adapted_after = self.replay_inner_loop(theta, batches, create_graph=False)  # needs autograd
+            with torch.no_grad():
+                inner = masked_task_mean(policy.kl(old_pre, policy.dist(theta, pre.obs)), pre.mask)
+                dist = policy.dist(adapted_after, valid.obs, task_dim=1)
+                return inner, masked_task_mean(policy.kl(old_post, dist), valid.mask).mean()
+
+        bound = c.promp.max_outer_kl
+        accepted, steps, undone = True, 0, False
+        before: tuple[list[Tensor], dict[str, Any]] | None = None  # θ and Adam before the last step
+        for _ in range(c.outer.steps):
+            value = loss()
+            if bound and before is not None and parts["outer_kl"] > bound:
+                break
+            if bound:
+                theta_before = [p.detach().clone() for p in policy.parameters()]
+                before = (theta_before, copy.deepcopy(self.optimizer.state_dict()))
+            self.optimizer.zero_grad()
+            value.backward()
+            if not finite_grads(self.optimizer):
+                self.optimizer.zero_grad()
+                accepted, before = False, None
+                self.last_failure = "non-finite gradient"
+                break
+            self.optimizer.step()
+            steps += 1
+        inner_kl, outer_kl = measure()
+        if bound and before is not None and outer_kl > bound:
+            with torch.no_grad():
+                for p, saved in zip(policy.parameters(), before[0], strict=True):
+                    p.copy_(saved)
+            self.optimizer.load_state_dict(before[1])
+            if steps == 1:
+                accepted = False
+                self.last_failure = (
+                    f"the first Adam step moved the adapted policies by a KL of {float(outer_kl):.3g}, over "
+                    f"promp.max_outer_kl = {bound:g}; a smaller outer.lr keeps steps under it"
+                )
+            steps, undone = steps - 1, True
+            inner_kl, outer_kl = measure()
         if c.promp.adaptive_inner_kl:
             target = c.promp.target_inner_kl
             self.kl_coef = torch.where(inner_kl < target / 1.5, self.kl_coef / 2, self.kl_coef)
@@ -102,7 +146,9 @@ class ProMP(RLLearner):
         return {
             "meta/accepted": float(accepted),
             "meta/kl": float(outer_kl),
-            "promp/surrogate": float(parts["surrogate"].mean().detach()),
+            "promp/surrogate": float(surrogates[max(steps - 1, 0)]),
             "promp/inner_kl": float(inner_kl.mean()),
             "promp/inner_kl_coef": float(self.kl_coef.mean()),
+            "promp/outer_steps": float(steps),
+            "promp/step_undone": float(undone),
         }

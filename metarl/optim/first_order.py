@@ -23,7 +23,7 @@ def minimize(
             first = loss.detach()
         optimizer.zero_grad()
         loss.backward()
-        if not _finite_grads(optimizer):
+        if not finite_grads(optimizer):
             optimizer.zero_grad()
             return False, first
         optimizer.step()
@@ -45,7 +45,8 @@ def apply_gradients(
     return True
 
 
-def _finite_grads(optimizer: torch.optim.Optimizer) -> bool:
+def finite_grads(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every gradient ``optimizer`` would step on is finite."""
     return all(
         bool(torch.isfinite(p.grad).all())
         for group in optimizer.param_groups
