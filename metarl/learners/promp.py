@@ -107,11 +107,13 @@ class ProMP(RLLearner):
                 return inner, masked_task_mean(policy.kl(old_post, dist), valid.mask).mean()
 
         bound = c.promp.max_outer_kl
-        accepted, steps, undone = True, 0, False
+        accepted, steps = True, 0
         before: tuple[list[Tensor], dict[str, Any]] | None = None  # θ and Adam before the last step
+        over: float | None = None  # the KL of a step that went past the bound
         for _ in range(c.outer.steps):
             value = loss()
             if bound and before is not None and parts["outer_kl"] > bound:
+                over = float(parts["outer_kl"])
                 break
             if bound:
                 theta_before = [p.detach().clone() for p in policy.parameters()]
@@ -125,8 +127,11 @@ class ProMP(RLLearner):
                 break
             self.optimizer.step()
             steps += 1
-        inner_kl, outer_kl = measure()
-        if bound and before is not None and outer_kl > bound:
+        if over is None:
+            inner_kl, outer_kl = measure()
+            if bound and before is not None and outer_kl > bound:
+                over = float(outer_kl)
+        if over is not None and before is not None:
             with torch.no_grad():
                 for p, saved in zip(policy.parameters(), before[0], strict=True):
                     p.copy_(saved)
@@ -134,10 +139,10 @@ class ProMP(RLLearner):
             if steps == 1:
                 accepted = False
                 self.last_failure = (
-                    f"the first Adam step moved the adapted policies by a KL of {float(outer_kl):.3g}, over "
+                    f"the first Adam step moved the adapted policies by a KL of {over:.3g}, over "
                     f"promp.max_outer_kl = {bound:g}; a smaller outer.lr keeps steps under it"
                 )
-            steps, undone = steps - 1, True
+            steps -= 1
             inner_kl, outer_kl = measure()
         if c.promp.adaptive_inner_kl:
             target = c.promp.target_inner_kl
@@ -150,5 +155,5 @@ class ProMP(RLLearner):
             "promp/inner_kl": float(inner_kl.mean()),
             "promp/inner_kl_coef": float(self.kl_coef.mean()),
             "promp/outer_steps": float(steps),
-            "promp/step_undone": float(undone),
+            "promp/step_undone": float(over is not None),
         }
