@@ -214,6 +214,7 @@ def test_promp_max_outer_kl_undoes_the_step_that_crosses_it_and_keeps_the_ones_b
     )
     kept = int(metrics["promp/outer_steps"])
     assert 1 <= kept < 5 and metrics["promp/step_undone"] == 1.0 and metrics["meta/accepted"] == 1.0
+    assert metrics["promp/step_halvings"] == 0.0
     assert 0 < metrics["meta/kl"] <= bound
     # The same iteration stopped after `kept` steps: the same θ and the same Adam state.
     twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": 0.01, "steps": kept})
@@ -227,17 +228,38 @@ def test_promp_max_outer_kl_undoes_the_step_that_crosses_it_and_keeps_the_ones_b
     assert metrics["promp/surrogate"] == twin_metrics["promp/surrogate"]
 
 
-def test_promp_first_step_over_max_outer_kl_is_a_rejected_meta_step_that_moves_nothing(tmp_path):
+def test_promp_first_step_over_max_outer_kl_is_halved_with_the_iterations_step_size(tmp_path):
+    bound, lr = 0.02, 0.1
     algo, metrics = _promp_iteration(
-        tmp_path, "run", outer={"lr": 0.1, "steps": 5}, promp={"max_outer_kl": 0.02}
+        tmp_path, "bounded", outer={"lr": lr, "steps": 5}, promp={"max_outer_kl": bound}
+    )
+    halvings, kept = int(metrics["promp/step_halvings"]), int(metrics["promp/outer_steps"])
+    assert halvings >= 1 and kept >= 1 and metrics["meta/accepted"] == 1.0
+    assert 0 < metrics["meta/kl"] <= bound
+    assert algo.optimizer.param_groups[0]["lr"] == lr  # the configured step size is kept
+    # The same as steps of the halved size from the start.
+    twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": lr * 0.5**halvings, "steps": kept})
+    for a, b in zip(algo.policy.parameters(), twin.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    mine, theirs = algo.optimizer.state_dict()["state"], twin.optimizer.state_dict()["state"]
+    for i in theirs:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(mine[i][key], theirs[i][key])
+    assert metrics["meta/kl"] == twin_metrics["meta/kl"]
+
+
+def test_promp_first_step_that_halving_cannot_fit_is_a_rejected_meta_step_that_moves_nothing(tmp_path):
+    algo, metrics = _promp_iteration(
+        tmp_path, "run", outer={"lr": 0.1, "steps": 5}, promp={"max_outer_kl": 1e-12}
     )
     fresh = Trainer(load_config(_write(tmp_path, algorithm="promp"), []), tmp_path / "fresh", progress=False)
     assert metrics["meta/accepted"] == 0.0 and metrics["promp/outer_steps"] == 0.0
-    assert metrics["meta/kl"] == 0.0
+    assert metrics["promp/step_halvings"] == 10.0 and metrics["meta/kl"] == 0.0
     for a, b in zip(algo.policy.parameters(), fresh.algorithm.policy.parameters(), strict=True):
         assert torch.equal(a, b)
     assert algo.optimizer.state_dict()["state"] == {}
-    assert "promp.max_outer_kl = 0.02" in algo.last_failure and "outer.lr" in algo.last_failure
+    assert algo.optimizer.param_groups[0]["lr"] == 0.1
+    assert "1024-fold" in algo.last_failure and "promp.max_outer_kl = 1e-12" in algo.last_failure
 
 
 def test_promp_max_outer_kl_must_not_be_negative(tmp_path, capsys):

@@ -13,11 +13,12 @@
   (cheetah-vel seed 0: η rose to 1.8e4 within 15 iterations and θ stopped moving).
 * ``promp.max_outer_kl`` bounds how far one iteration moves the adapted policies: an Adam step
   after which their mean KL from the sampling policies exceeds it is undone (θ and Adam's state
-  both), and the iteration ends there. The clip does not bound it: the Adam steps follow the
-  LVC meta-gradient, which is not the gradient of the surrogate they are scored on, and once
-  the policy's std has shrunk a few fixed-size steps can compound (cheetah-vel seed 0 with a
-  fixed η: a KL of 0.006, 0.02, 0.06, 0.19 after steps 1-4 of iteration 246, 95 two iterations
-  later, and the return fell from -77 to -300 within 15 iterations).
+  both), and the iteration ends there, unless it was the first step: that one is halved, with
+  the iteration's step size, until it fits (at most ``MAX_HALVINGS`` times). The clip does not
+  bound the KL: the Adam steps follow the LVC meta-gradient, which is not the gradient of the
+  surrogate they are scored on, and as the policy's std shrinks the same step moves it further
+  (cheetah-vel seed 0 with a fixed η: a KL of 0.006, 0.02, 0.06, 0.19 after steps 1-4 of
+  iteration 246, and the return fell from -77 to -302 by iteration 262).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from metarl.learners.registry import register
 from metarl.learners.rl import InnerBatch, RLLearner
 from metarl.optim.first_order import finite_grads
 from metarl.policies import Params
+
+#: How many times the first outer step may be halved to fit under ``promp.max_outer_kl``.
+MAX_HALVINGS = 10
 
 
 @register
@@ -107,14 +111,38 @@ class ProMP(RLLearner):
                 return inner, masked_task_mean(policy.kl(old_post, dist), valid.mask).mean()
 
         bound = c.promp.max_outer_kl
-        accepted, steps = True, 0
+        base_lr = [g["lr"] for g in self.optimizer.param_groups]
+        accepted, steps, halvings = True, 0, 0
         before: tuple[list[Tensor], dict[str, Any]] | None = None  # θ and Adam before the last step
         over: float | None = None  # the KL of a step that went past the bound
+
+        def undo() -> None:
+            assert before is not None
+            with torch.no_grad():
+                for p, saved in zip(policy.parameters(), before[0], strict=True):
+                    p.copy_(saved)
+            self.optimizer.load_state_dict(before[1])
+
+        def fit_first_step(kl: float) -> float:
+            """Halve the first step, and the iteration's step size with it, until it moves the
+            adapted policies by at most the bound; returns the KL it ends with."""
+            nonlocal halvings
+            while kl > bound and halvings < MAX_HALVINGS:
+                undo()  # θ and Adam's moments back; the gradient stays, so the step just shrinks
+                halvings += 1
+                for g, lr in zip(self.optimizer.param_groups, base_lr, strict=True):  # new dicts after undo
+                    g["lr"] = lr * 0.5**halvings
+                self.optimizer.step()
+                kl = float(measure()[1])
+            return kl
+
         for _ in range(c.outer.steps):
             value = loss()
             if bound and before is not None and parts["outer_kl"] > bound:
                 over = float(parts["outer_kl"])
-                break
+                if steps > 1 or (over := fit_first_step(over)) > bound:
+                    break
+                over, value = None, loss()
             if bound:
                 theta_before = [p.detach().clone() for p in policy.parameters()]
                 before = (theta_before, copy.deepcopy(self.optimizer.state_dict()))
@@ -131,19 +159,21 @@ class ProMP(RLLearner):
             inner_kl, outer_kl = measure()
             if bound and before is not None and outer_kl > bound:
                 over = float(outer_kl)
+                if steps == 1 and (over := fit_first_step(over)) <= bound:
+                    over = None
+                    inner_kl, outer_kl = measure()
         if over is not None and before is not None:
-            with torch.no_grad():
-                for p, saved in zip(policy.parameters(), before[0], strict=True):
-                    p.copy_(saved)
-            self.optimizer.load_state_dict(before[1])
+            undo()
             if steps == 1:
                 accepted = False
                 self.last_failure = (
-                    f"the first Adam step moved the adapted policies by a KL of {over:.3g}, over "
-                    f"promp.max_outer_kl = {bound:g}; a smaller outer.lr keeps steps under it"
+                    f"the first Adam step, shrunk {2**halvings}-fold, still moved the adapted policies by a "
+                    f"KL of {over:.3g}, over promp.max_outer_kl = {bound:g}"
                 )
             steps -= 1
             inner_kl, outer_kl = measure()
+        for g, lr in zip(self.optimizer.param_groups, base_lr, strict=True):
+            g["lr"] = lr
         if c.promp.adaptive_inner_kl:
             target = c.promp.target_inner_kl
             self.kl_coef = torch.where(inner_kl < target / 1.5, self.kl_coef / 2, self.kl_coef)
@@ -156,4 +186,5 @@ class ProMP(RLLearner):
             "promp/inner_kl_coef": float(self.kl_coef.mean()),
             "promp/outer_steps": float(steps),
             "promp/step_undone": float(over is not None),
+            "promp/step_halvings": float(halvings),
         }
