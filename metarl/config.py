@@ -363,7 +363,8 @@ KEY_DOCS = {
     ),
     "promp.max_outer_kl": (
         "undo the Adam step after which the adapted policies' mean KL from the sampling ones exceeds "
-        "this, and end the iteration's outer steps there (0: no bound)"
+        "this, and end the iteration's outer steps there; a first step over it is halved until it "
+        "fits (0: no bound)"
     ),
     "reptile.epsilon": "Reptile's step towards the adapted parameters",
     "supervised.k_shot": "support examples per task",
