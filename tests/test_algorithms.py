@@ -205,6 +205,16 @@ def _promp_iteration(tmp_path, name, **overrides):
     return trainer.algorithm, trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
 
 
+def _assert_same_theta_and_adam(algo, twin):
+    """θ and Adam's moments equal bit for bit."""
+    for a, b in zip(algo.policy.parameters(), twin.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    mine, theirs = algo.optimizer.state_dict()["state"], twin.optimizer.state_dict()["state"]
+    for i in theirs:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(mine[i][key], theirs[i][key])
+
+
 def test_promp_max_outer_kl_undoes_the_step_that_crosses_it_and_keeps_the_ones_before(tmp_path):
     bound = 0.02
     free, free_metrics = _promp_iteration(tmp_path, "free", outer={"lr": 0.01, "steps": 5})
@@ -218,12 +228,7 @@ def test_promp_max_outer_kl_undoes_the_step_that_crosses_it_and_keeps_the_ones_b
     assert 0 < metrics["meta/kl"] <= bound
     # The same iteration stopped after `kept` steps: the same θ and the same Adam state.
     twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": 0.01, "steps": kept})
-    for a, b in zip(bounded.policy.parameters(), twin.policy.parameters(), strict=True):
-        assert torch.equal(a, b)
-    mine, theirs = bounded.optimizer.state_dict()["state"], twin.optimizer.state_dict()["state"]
-    for i in theirs:
-        for key in ("step", "exp_avg", "exp_avg_sq"):
-            assert torch.equal(mine[i][key], theirs[i][key])
+    _assert_same_theta_and_adam(bounded, twin)
     assert metrics["meta/kl"] == twin_metrics["meta/kl"]
     assert metrics["promp/surrogate"] == twin_metrics["promp/surrogate"]
 
@@ -239,12 +244,7 @@ def test_promp_first_step_over_max_outer_kl_is_halved_with_the_iterations_step_s
     assert algo.optimizer.param_groups[0]["lr"] == lr  # the configured step size is kept
     # The same as steps of the halved size from the start.
     twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": lr * 0.5**halvings, "steps": kept})
-    for a, b in zip(algo.policy.parameters(), twin.policy.parameters(), strict=True):
-        assert torch.equal(a, b)
-    mine, theirs = algo.optimizer.state_dict()["state"], twin.optimizer.state_dict()["state"]
-    for i in theirs:
-        for key in ("step", "exp_avg", "exp_avg_sq"):
-            assert torch.equal(mine[i][key], theirs[i][key])
+    _assert_same_theta_and_adam(algo, twin)
     assert metrics["meta/kl"] == twin_metrics["meta/kl"]
 
 
