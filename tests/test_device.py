@@ -11,6 +11,7 @@ import contextlib
 
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from metarl.cli import main
 from metarl.config import Config, config_from_dict, curvature_fraction
@@ -46,11 +47,34 @@ def _policy_devices(trainer: Trainer) -> set[str]:
     return {p.device.type for p in trainer.policy.parameters()}
 
 
+def _adam_state_is_device_clean() -> bool:
+    """Whether this torch's Adam creates its lazy state on its parameter's device.
+
+    torch 2.13 does; torch 2.11 creates the step counter of its first step on the default device,
+    which inside ``tensors_default_to_meta`` is "meta". Where it does not, the tests below let a
+    first iteration create the optimizers' state before they check the next ones.
+    """
+    param = torch.zeros(1, device="cpu", requires_grad=True)
+    param.grad = torch.ones(1, device="cpu")
+    optimizer = torch.optim.Adam([param])
+    with tensors_default_to_meta():
+        try:
+            optimizer.step()
+        except RuntimeError:
+            return False
+    return True
+
+
+ADAM_DEVICE_CLEAN = _adam_state_is_device_clean()
+
+
 @pytest.mark.parametrize("name", list(LEARNERS))
 def test_every_learner_creates_no_tensor_off_the_policys_device(tmp_path, name):
     config = config_from_dict({**NAV, **LEARNERS[name]})
     trainer = Trainer(config, tmp_path / "run", progress=False)
     assert trainer.device == torch.device("cpu") and _policy_devices(trainer) == {"cpu"}
+    if not ADAM_DEVICE_CLEAN:
+        trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
     with tensors_default_to_meta():
         for _ in range(2):
@@ -74,6 +98,8 @@ def test_every_supervised_learner_creates_no_tensor_off_the_models_device(tmp_pa
         }
     )
     trainer = Trainer(config, tmp_path / "run", progress=False)
+    if not ADAM_DEVICE_CLEAN:
+        trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
     with tensors_default_to_meta():
         metrics = trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
     assert _policy_devices(trainer) == {"cpu"}
@@ -132,16 +158,20 @@ def test_auto_curvature_is_exact_on_a_gpu_and_where_the_cpu_can_afford_it():
 @CUDA
 @pytest.mark.parametrize("name", ["maml_trpo", "fomaml-adam", "promp", "reptile"])
 def test_cpu_and_gpu_agree_on_a_meta_step(tmp_path, name):
-    params = {}
+    start, step = {}, {}
     for device in ("cpu", "cuda"):
         config = config_from_dict({**NAV, **LEARNERS[name], "device": device})
         trainer = Trainer(config, tmp_path / device, progress=False)
+        start[device] = parameters_to_vector(trainer.policy.parameters()).detach().cpu()
         trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
         trainer.sampler.close()
         assert _policy_devices(trainer) == {"cuda" if device == "cuda" else "cpu"}
-        params[device] = {k: v.cpu() for k, v in trainer.policy.state_dict().items()}
-    for key, value in params["cpu"].items():
-        torch.testing.assert_close(params["cuda"][key], value, rtol=1e-4, atol=1e-5)
+        step[device] = parameters_to_vector(trainer.policy.parameters()).detach().cpu() - start[device]
+    assert torch.equal(start["cuda"], start["cpu"])
+    # float32 sums differ between the devices: the steps agree to 0.1% of the step's length, not
+    # elementwise (one measured TRPO step of length 0.88 differed by 1.1e-5 in its log-std).
+    difference = torch.linalg.vector_norm(step["cuda"] - step["cpu"])
+    assert difference <= 1e-3 * torch.linalg.vector_norm(step["cpu"]), (difference, step["cpu"].norm())
 
 
 @CUDA
