@@ -205,6 +205,15 @@ def _promp_iteration(tmp_path, name, **overrides):
     return trainer.algorithm, trainer.algorithm.train_iteration(trainer.rng, trainer.generator)
 
 
+def _kl_after_steps(metrics):
+    """The logged ``promp/kl_after_step_<k>``, in order of k."""
+    keys = sorted(
+        (k for k in metrics if k.startswith("promp/kl_after_step_")), key=lambda k: int(k.rsplit("_", 1)[1])
+    )
+    assert [int(k.rsplit("_", 1)[1]) for k in keys] == list(range(1, len(keys) + 1))
+    return [metrics[k] for k in keys]
+
+
 def _assert_same_theta_and_adam(algo, twin):
     """θ and Adam's moments equal bit for bit."""
     for a, b in zip(algo.policy.parameters(), twin.policy.parameters(), strict=True):
@@ -230,7 +239,9 @@ def test_promp_max_outer_kl_undoes_the_step_that_crosses_it_and_keeps_the_ones_b
     twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": 0.01, "steps": kept})
     _assert_same_theta_and_adam(bounded, twin)
     assert metrics["meta/kl"] == twin_metrics["meta/kl"]
-    assert metrics["promp/surrogate"] == twin_metrics["promp/surrogate"]
+    assert metrics["meta/surrogate_after"] == twin_metrics["meta/surrogate_after"]
+    assert _kl_after_steps(metrics) == _kl_after_steps(twin_metrics)
+    assert len(_kl_after_steps(metrics)) == kept and _kl_after_steps(free_metrics)[kept] > bound
 
 
 def test_promp_first_step_over_max_outer_kl_is_halved_with_the_iterations_step_size(tmp_path):
@@ -245,7 +256,20 @@ def test_promp_first_step_over_max_outer_kl_is_halved_with_the_iterations_step_s
     # The same as steps of the halved size from the start.
     twin, twin_metrics = _promp_iteration(tmp_path, "twin", outer={"lr": lr * 0.5**halvings, "steps": kept})
     _assert_same_theta_and_adam(algo, twin)
-    assert metrics["meta/kl"] == twin_metrics["meta/kl"]
+    for key in ("meta/kl", "meta/surrogate_before", "meta/surrogate_after"):
+        assert metrics[key] == twin_metrics[key], key
+    assert _kl_after_steps(metrics) == _kl_after_steps(twin_metrics)
+
+
+def test_promp_logs_the_kl_after_each_kept_step(tmp_path):
+    _, metrics = _promp_iteration(tmp_path, "five", outer={"lr": 0.01, "steps": 5})
+    kls = _kl_after_steps(metrics)
+    assert len(kls) == 5 and kls[-1] == metrics["meta/kl"]
+    # The KL after step k is the meta/kl of the same iteration stopped after k steps.
+    for k in (1, 3):
+        _, twin = _promp_iteration(tmp_path, f"twin{k}", outer={"lr": 0.01, "steps": k})
+        assert kls[k - 1] == pytest.approx(twin["meta/kl"], rel=1e-6, abs=1e-12)
+        assert twin["meta/surrogate_before"] == metrics["meta/surrogate_before"]
 
 
 def test_promp_first_step_that_halving_cannot_fit_is_a_rejected_meta_step_that_moves_nothing(tmp_path):

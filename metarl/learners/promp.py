@@ -19,6 +19,9 @@
   surrogate they are scored on, and as the policy's std shrinks the same step moves it further
   (cheetah-vel seed 0 with a fixed η: a KL of 0.006, 0.02, 0.06, 0.19 after steps 1-4 of
   iteration 246, and the return fell from -77 to -302 by iteration 262).
+* Logged per iteration, besides ``meta/kl`` and the surrogate before and after the meta-step:
+  ``promp/kl_after_step_<k>``, the adapted policies' mean KL after each kept step k, which is
+  what the bound is checked against.
 """
 
 from __future__ import annotations
@@ -87,28 +90,35 @@ class ProMP(RLLearner):
             old_logp = policy.log_prob(old_post, valid.actions)
         eps = c.promp.clip_eps
         parts: dict[str, Tensor] = {}
-        surrogates: list[Tensor] = []  # at θ before each step
+        # Per number of steps kept so far: the mean surrogate and outer KL at that θ (detached).
+        at: dict[int, tuple[Tensor, Tensor]] = {}
+
+        def surrogate(dist: tuple[Tensor, ...]) -> Tensor:
+            """The PPO-clip surrogate of each task's post-update episodes under ``dist``."""
+            ratio = torch.exp(policy.log_prob(dist, valid.actions) - old_logp)
+            clipped = torch.min(ratio * valid_adv.values, ratio.clamp(1 - eps, 1 + eps) * valid_adv.values)
+            return masked_task_mean(clipped, valid.mask)
 
         def loss() -> Tensor:
             theta = policy.params()
             dist = policy.dist(
                 self.replay_inner_loop(theta, batches, create_graph=True), valid.obs, task_dim=1
             )
-            ratio = torch.exp(policy.log_prob(dist, valid.actions) - old_logp)
-            clipped = torch.min(ratio * valid_adv.values, ratio.clamp(1 - eps, 1 + eps) * valid_adv.values)
-            parts["surrogate"] = masked_task_mean(clipped, valid.mask)
-            surrogates.append(parts["surrogate"].detach().mean())
+            parts["surrogate"] = surrogate(dist)
             parts["outer_kl"] = masked_task_mean(policy.kl(old_post, dist), valid.mask).mean().detach()
+            at[steps] = (parts["surrogate"].detach().mean(), parts["outer_kl"])
             inner_kl = masked_task_mean(policy.kl(old_pre, policy.dist(theta, pre.obs)), pre.mask)
             return -parts["surrogate"].mean() + (self.kl_coef * inner_kl).mean()
 
-        def measure() -> tuple[Tensor, Tensor]:
+        def measure() -> tuple[Tensor, Tensor, Tensor]:
+            """Inner KL per task, mean outer KL and mean surrogate at the current θ."""
             theta = policy.params()
             adapted_after = self.replay_inner_loop(theta, batches, create_graph=False)  # needs autograd
             with torch.no_grad():
                 inner = masked_task_mean(policy.kl(old_pre, policy.dist(theta, pre.obs)), pre.mask)
                 dist = policy.dist(adapted_after, valid.obs, task_dim=1)
-                return inner, masked_task_mean(policy.kl(old_post, dist), valid.mask).mean()
+                outer = masked_task_mean(policy.kl(old_post, dist), valid.mask).mean()
+                return inner, outer, surrogate(dist).mean()
 
         bound = c.promp.max_outer_kl
         base_lr = [g["lr"] for g in self.optimizer.param_groups]
@@ -156,12 +166,12 @@ class ProMP(RLLearner):
             self.optimizer.step()
             steps += 1
         if over is None:
-            inner_kl, outer_kl = measure()
+            inner_kl, outer_kl, final_surrogate = measure()
             if bound and before is not None and outer_kl > bound:
                 over = float(outer_kl)
                 if steps == 1 and (over := fit_first_step(over)) <= bound:
                     over = None
-                    inner_kl, outer_kl = measure()
+                    inner_kl, outer_kl, final_surrogate = measure()
         if over is not None and before is not None:
             undo()
             if steps == 1:
@@ -171,17 +181,20 @@ class ProMP(RLLearner):
                     f"KL of {over:.3g}, over promp.max_outer_kl = {bound:g}"
                 )
             steps -= 1
-            inner_kl, outer_kl = measure()
+            inner_kl, outer_kl, final_surrogate = measure()
         for g, lr in zip(self.optimizer.param_groups, base_lr, strict=True):
             g["lr"] = lr
         if c.promp.adaptive_inner_kl:
             target = c.promp.target_inner_kl
             self.kl_coef = torch.where(inner_kl < target / 1.5, self.kl_coef / 2, self.kl_coef)
             self.kl_coef = torch.where(inner_kl > target * 1.5, self.kl_coef * 2, self.kl_coef)
+        kl_after_step = [*(at[k][1] for k in range(1, steps)), outer_kl][:steps]
         return {
             "meta/accepted": float(accepted),
             "meta/kl": float(outer_kl),
-            "promp/surrogate": float(surrogates[max(steps - 1, 0)]),
+            "meta/surrogate_before": float(at[0][0]),
+            "meta/surrogate_after": float(final_surrogate),
+            **{f"promp/kl_after_step_{k}": float(kl) for k, kl in enumerate(kl_after_step, 1)},
             "promp/inner_kl": float(inner_kl.mean()),
             "promp/inner_kl_coef": float(self.kl_coef.mean()),
             "promp/outer_steps": float(steps),
