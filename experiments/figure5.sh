@@ -20,6 +20,13 @@
 # published, and a stopped run continues from any clone. RUNS and RESULTS move the run
 # directories and the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds
 # --set overrides for the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
+#
+# JOBS=N trains and scores up to N seeds of a learner at once, each output line prefixed with its
+# learner and seed; the script stops with an error after the batch if any seed failed. On a GPU
+# run them under CUDA's Multi-Process Service (see the README's "Sampling on the GPU"); on the
+# CPU give each its share of the cores, e.g. JOBS=2 EXTRA="--set num_threads=1 --set
+# sampler.num_threads=1" on 2 cores (a resumed run keeps the settings it was started with).
+#   JOBS=2 bash experiments/figure5.sh ant_dir
 set -euo pipefail
 
 task=${1:?usage: bash experiments/figure5.sh TASK (the name of a config in experiments/)}
@@ -33,26 +40,53 @@ read -r -a seeds <<<"${SEEDS:-0 1 2}"
 runs=${RUNS:-experiments/runs}/$task
 results=${RESULTS:-experiments/results/$task}
 read -r -a extra <<<"${EXTRA:-}"
+jobs=${JOBS:-1}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number >= 1, got '$jobs'" >&2; exit 2; }
 mkdir -p "$runs" "$results"
+
+train_and_score() {  # LEARNER_CONFIG LEARNER SEED: meta-train one seed (or continue it), score its best.pt
+    local learner_config=$1 learner=$2 seed=$3
+    local run=$runs/${learner}_seed$seed json=$results/${learner}_seed$seed.json
+    if [[ -f $run/checkpoint.pt ]]; then
+        metarl train --resume "$run" --set "iterations=$iterations" --no-progress
+    else
+        metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
+            "${extra[@]}" --no-progress
+    fi
+    # Re-scored only when best.pt is newer than its JSON (a resumed run may have a new best).
+    [[ $json -nt $run/best.pt ]] ||
+        metarl evaluate "$run" --checkpoint best --tasks "$tasks" --steps 3 --json "$json"
+}
+
+prefixed() {  # TAG: copy stdin to stdout, each line starting with [TAG]
+    local line
+    while IFS= read -r line || [[ -n $line ]]; do printf '[%s] %s\n' "$1" "$line"; done
+}
 
 for learner in $learners; do
     # Each learner takes only its own keys: maml_trpo uses TASK.yaml, the others TASK_LEARNER.yaml.
     learner_config=$config
     [[ $learner == maml_trpo ]] || learner_config=experiments/${task}_$learner.yaml
     [[ -f $learner_config ]] || { echo "no config $learner_config for $learner" >&2; exit 2; }
-    for seed in "${seeds[@]}"; do
-        run=$runs/${learner}_seed$seed
-        if [[ -f $run/checkpoint.pt ]]; then
-            metarl train --resume "$run" --set "iterations=$iterations" --no-progress
-        else
-            metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
-                "${extra[@]}" --no-progress
+    if ((jobs == 1)); then
+        for seed in "${seeds[@]}"; do train_and_score "$learner_config" "$learner" "$seed"; done
+    else
+        pids=() tags=() failed=() next=0
+        for seed in "${seeds[@]}"; do
+            if ((${#pids[@]} - next >= jobs)); then  # a free slot: wait for the oldest seed
+                wait "${pids[next]}" || failed+=("${tags[next]}")
+                next=$((next + 1))
+            fi
+            tags+=("$learner seed $seed")
+            { train_and_score "$learner_config" "$learner" "$seed" 2>&1 | prefixed "${tags[-1]}"; } &
+            pids+=($!)
+        done
+        for ((; next < ${#pids[@]}; next++)); do wait "${pids[next]}" || failed+=("${tags[next]}"); done
+        if ((${#failed[@]})); then
+            echo "figure5.sh: failed: $(IFS=,; echo "${failed[*]}") (see the lines tagged with it)" >&2
+            exit 1
         fi
-        json=$results/${learner}_seed$seed.json
-        # Re-scored only when best.pt is newer than its JSON (a resumed run may have a new best).
-        [[ $json -nt $run/best.pt ]] ||
-            metarl evaluate "$run" --checkpoint best --tasks "$tasks" --steps 3 --json "$json"
-    done
+    fi
     # The first seed's θ, so that anyone can re-score it without retraining.
     name=${learner/maml_trpo/maml}
     cp "$runs/${learner}_seed${seeds[0]}/best.pt" "$results/$name.pt"

@@ -15,12 +15,13 @@ from tests.test_baselines import _interrupt_at_update
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _figure5(tmp_path: Path, iterations: int) -> None:
+def _figure5(tmp_path: Path, iterations: int, seeds: str = "0", jobs: str = "1", ok: bool = True):
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "ITERATIONS": str(iterations),
-        "SEEDS": "0",
+        "SEEDS": seeds,
+        "JOBS": jobs,
         "TASKS": "3",
         "PPO_STEPS": "128",
         "RUNS": str(tmp_path / "runs"),
@@ -30,13 +31,24 @@ def _figure5(tmp_path: Path, iterations: int) -> None:
     proc = subprocess.run(
         ["bash", "experiments/figure5.sh", "navigation_2d"], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
 
 
 def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselines(tmp_path, monkeypatch):
-    _figure5(tmp_path, iterations=1)
+    # The first call trains both seeds at once; the second continues them one after the other.
+    first = _figure5(tmp_path, iterations=1, seeds="0 1", jobs="2")
+    for seed in (0, 1):
+        assert f"[maml_trpo seed {seed}] run directory:" in first.stdout
     results, runs = tmp_path / "results", tmp_path / "runs" / "navigation_2d"
-    expected = ["maml_trpo_seed0.json", "random.json", "pretrained.json", "oracle.json"]
+    expected = [
+        "maml_trpo_seed0.json",
+        "maml_trpo_seed1.json",
+        "random.json",
+        "pretrained.json",
+        "oracle.json",
+    ]
     for name in [*expected, "compare.txt", "navigation_2d.png", "maml.pt"]:
         assert (results / name).is_file(), name
     for name in expected:
@@ -63,8 +75,9 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
     monkeypatch.undo()
     assert (oracle / "ppo-resume.pt").is_file() and not (oracle / "checkpoint.pt").exists()
 
-    _figure5(tmp_path, iterations=2)
+    _figure5(tmp_path, iterations=2, seeds="0 1")
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    assert torch.load(runs / "maml_trpo_seed1" / "checkpoint.pt", weights_only=True)["iteration"] == 2
     finished = torch.load(oracle / "checkpoint.pt", weights_only=True)
     assert finished["timesteps"] == 3 * 4096 and not (oracle / "ppo-resume.pt").exists()
     assert (results / "oracle.json").stat().st_mtime_ns > (oracle / "checkpoint.pt").stat().st_mtime_ns
@@ -74,3 +87,23 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
         assert (results / f"{kind}.json").stat().st_mtime_ns == scored[kind], kind
     maml = results / "maml_trpo_seed0.json"
     assert maml.stat().st_mtime_ns > (run / "best.pt").stat().st_mtime_ns  # re-scored if best.pt moved
+
+
+def test_figure5_with_jobs_finishes_the_other_seeds_and_fails_naming_the_seed_that_failed(tmp_path):
+    broken = tmp_path / "runs" / "navigation_2d" / "maml_trpo_seed1"
+    broken.mkdir(parents=True)
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    proc = _figure5(tmp_path, iterations=1, seeds="0 1", jobs="2", ok=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("figure5.sh: failed: maml_trpo seed 1 ")
+    assert "[maml_trpo seed 1] metarl: error:" in proc.stdout
+    assert (tmp_path / "results" / "maml_trpo_seed0.json").is_file()  # the other seed finished
+    assert (broken / "checkpoint.pt").read_bytes() == b"not a checkpoint"  # left as it was
+    assert not (tmp_path / "results" / "random.json").exists()  # stopped before the baselines
+
+
+def test_figure5_jobs_must_be_a_whole_number(tmp_path):
+    proc = _figure5(tmp_path, iterations=1, jobs="two", ok=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "JOBS must be a whole number >= 1, got 'two'"
+    assert not (tmp_path / "runs").exists()
