@@ -341,9 +341,9 @@ def _baseline(args: argparse.Namespace) -> int:
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             raise MetarlError(
-                f"--resume DIR continues the baseline as it started (--timesteps N: to N env steps in "
-                f"all; --set ppo.vec_env=V or sampler.num_threads=N: its envs stepped otherwise); it "
-                f"takes no {', '.join(given)}"
+                "--resume DIR continues the baseline as it started (--timesteps N: to N env steps in "
+                "all; --set num_threads=N, ppo.vec_env=V or sampler.num_threads=N: on other threads, "
+                f"its envs stepped otherwise); it takes no {', '.join(given)}"
             )
         command = f"metarl baseline --resume {args.resume}"
         if args.timesteps is not None:

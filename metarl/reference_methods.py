@@ -49,7 +49,7 @@ PPO_FILE = "ppo.zip"
 NORMALIZATION_EPSILON = 1e-8
 #: What ``metarl baseline --resume DIR --set KEY=VALUE`` may change: how the envs are stepped,
 #: which trains the same policy (the episodes do not depend on it).
-BASELINE_RESUME_KEYS = ("ppo.vec_env", "sampler.num_threads")
+BASELINE_RESUME_KEYS = ("num_threads", "ppo.vec_env", "sampler.num_threads")
 #: The PPO envs' task streams: SeedSequence([seed, TASK_STREAM]) gives each env its own.
 TASK_STREAM = 0x7A5C
 
@@ -336,6 +336,9 @@ def train_ppo(
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import Logger
 
+    if config.num_threads:  # as a learner does: PPO's updates run on torch's threads
+        torch.set_num_threads(config.num_threads)
+
     done = 0 if resume is None else int(resume["num_timesteps"])
     # A continuation draws new tasks and episodes: its streams are seeded from the step count.
     run_seed = seed if resume is None else int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
@@ -511,7 +514,7 @@ def resume_baseline(
     started with); a finished one from its ``ppo.zip`` (parameters and Adam's state, read without
     unpickling) to ``timesteps``, which must then exceed the steps it has run. An extension that
     is interrupted leaves the finished baseline as it was, beside the extension's saved state.
-    ``overrides`` (``--set``) may change only how the envs are stepped
+    ``overrides`` (``--set``) may change only the threads and how the envs are stepped
     (:data:`BASELINE_RESUME_KEYS`), which trains the same policy."""
     from metarl.config import merge, parse_overrides
 
@@ -520,7 +523,7 @@ def resume_baseline(
         if key not in BASELINE_RESUME_KEYS:
             raise MetarlError(
                 f"--set {key}: a continued baseline can change only {', '.join(BASELINE_RESUME_KEYS)} "
-                "(how its envs are stepped); start a new baseline for it"
+                "(the threads it runs on and how its envs are stepped); start a new baseline for it"
             )
     from metarl.checkpoint import load_checkpoint, load_sb3_training_state
     from metarl.config import config_from_dict

@@ -335,6 +335,22 @@ def test_ppo_takes_its_settings_from_the_config_and_gives_each_env_its_own_tasks
     vec.close()
 
 
+@pytest.fixture
+def restore_torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ppo_updates_run_on_the_configs_torch_threads(restore_torch_threads, threads):
+    torch.set_num_threads(3 - threads)
+    config = config_from_dict({**TINY, "num_threads": threads, "ppo": {**SMALL_PPO, "num_envs": 1}})
+    seen = []
+    train_ppo(config, False, timesteps=96, on_update=lambda model: seen.append(torch.get_num_threads()))
+    assert seen and set(seen) == {threads}
+
+
 @pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/HalfCheetahVel-v0"])
 def test_envs_in_subprocesses_or_a_batched_engine_train_the_same_policy_as_envs_in_turn(env_id):
     params = []
@@ -550,8 +566,9 @@ def test_a_resumed_baseline_may_step_its_envs_otherwise_and_nothing_else(tmp_pat
     assert main(["baseline", "--resume", str(run), "--set", "ppo.n_steps=64"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "metarl: error: --set ppo.n_steps: a continued baseline can change only ppo.vec_env, "
-        "sampler.num_threads (how its envs are stepped); start a new baseline for it"
+        "metarl: error: --set ppo.n_steps: a continued baseline can change only num_threads, "
+        "ppo.vec_env, sampler.num_threads (the threads it runs on and how its envs are stepped); "
+        "start a new baseline for it"
     )
     assert main(["baseline", "--resume", str(run), "--set", "ppo.vec_env=threads"]) == 2
     assert "config key 'ppo.vec_env' must be one of dummy, subprocess, batched" in capsys.readouterr().err
