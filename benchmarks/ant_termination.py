@@ -1,0 +1,84 @@
+"""How an ant's episodes end under a Gaussian policy of a given std, per control period.
+
+    python benchmarks/ant_termination.py [--env metarl/AntDir-v0] [--frame-skips 5,2]
+        [--stds 1,0.5,0.3] [--episodes 40] [--horizon 200]
+
+An ant episode ends when the torso's height leaves [0.2, 1]. Each episode here acts with
+zero-mean Gaussian actions of std ``s`` (clipped to [-1, 1], as a fresh policy with
+``init_log_std = log s`` and a centred mean head acts), and the table gives the mean episode
+length and how many episodes ended with the torso above 1 (jumped) or below 0.2 (fell), for
+each ``frame_skip`` (Gymnasium's Ant-v5: 5, 0.05 s per action; the MAML paper's rllab ant: 0.02 s
+per action, ``frame_skip=2`` here). Everything runs on the single env, one episode at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import gymnasium as gym
+import numpy as np
+
+import metarl  # noqa: F401  (registers the families)
+
+
+def episode_ends(env_id: str, frame_skip: int, std: float, episodes: int, horizon: int) -> dict:
+    env = gym.make(env_id, frame_skip=frame_skip)
+    inner = env.unwrapped
+    low, high = inner._healthy_z_range
+    rng = np.random.default_rng(0)
+    act_dim = env.action_space.shape[0]
+    lengths, jumped, fell = [], 0, 0
+    for k in range(episodes):
+        env.reset(seed=k)
+        steps = 0
+        while steps < horizon:
+            action = np.clip(std * rng.standard_normal(act_dim), -1.0, 1.0)
+            _, _, terminated, _, _ = env.step(action)
+            steps += 1
+            if terminated:
+                z = float(inner.data.qpos[2])
+                jumped += z > high
+                fell += z < low
+                break
+        lengths.append(steps)
+    env.close()
+    return {
+        "frame_skip": frame_skip,
+        "seconds_per_action": frame_skip * float(inner.model.opt.timestep),
+        "std": std,
+        "mean_length": float(np.mean(lengths)),
+        "jumped": int(jumped),
+        "fell": int(fell),
+        "episodes": episodes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="metarl/AntDir-v0")
+    parser.add_argument("--frame-skips", default="5,2")
+    parser.add_argument("--stds", default="1,0.5,0.3")
+    parser.add_argument("--episodes", type=int, default=40)
+    parser.add_argument("--horizon", type=int, default=200)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    rows = [
+        episode_ends(args.env, int(fs), float(std), args.episodes, args.horizon)
+        for fs in args.frame_skips.split(",")
+        for std in args.stds.split(",")
+    ]
+    print(f"{args.env}, {args.episodes} episodes of at most {args.horizon} steps per row")
+    print(f"{'frame_skip':>10}  {'s/action':>8}  {'std':>4}  {'mean length':>11}  {'jumped':>6}  {'fell':>4}")
+    for r in rows:
+        print(
+            f"{r['frame_skip']:>10}  {r['seconds_per_action']:>8.2f}  {r['std']:>4g}  "
+            f"{r['mean_length']:>11.1f}  {r['jumped']:>6}  {r['fell']:>4}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
