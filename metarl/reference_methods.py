@@ -47,8 +47,8 @@ BASELINES = ("random", "pretrained", "oracle")
 PPO_FILE = "ppo.zip"
 #: SB3 VecNormalize's epsilon: observations are scaled by sqrt(var + epsilon).
 NORMALIZATION_EPSILON = 1e-8
-#: What ``metarl baseline --resume DIR --set KEY=VALUE`` may change: how the envs are stepped,
-#: which trains the same policy (the episodes do not depend on it).
+#: What ``metarl baseline --resume DIR --set KEY=VALUE`` may change: the threads and how the envs
+#: are stepped, which train the same policy (the episodes do not depend on them).
 BASELINE_RESUME_KEYS = ("num_threads", "ppo.vec_env", "sampler.num_threads")
 #: The PPO envs' task streams: SeedSequence([seed, TASK_STREAM]) gives each env its own.
 TASK_STREAM = 0x7A5C
