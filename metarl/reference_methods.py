@@ -323,6 +323,7 @@ def train_ppo(
     resume: dict[str, Any] | None = None,
     on_update: Callable[[Any], None] | None = None,
     timings: list[tuple[str, float]] | None = None,
+    on_log_files: Callable[[], None] | None = None,
 ) -> Any:
     """SB3 PPO on the family (a new task per episode), with the meta-policy's network size and
     the config's ``ppo`` settings, for ``timesteps`` env steps in all, on ``num_envs`` envs
@@ -330,6 +331,8 @@ def train_ppo(
     there as TensorBoard events and ``progress.csv``; without, nothing is written.
     ``on_update(model)`` is called after every PPO update but the last (to save
     :func:`ppo_state`); ``resume``, such a state, continues that run up to ``timesteps``.
+    ``on_log_files()`` is called once the log files exist, before the first env step (a run
+    directory claims them then, so that a kill mid-training leaves it resumable).
     ``timings``, if given, receives ``("rollout", t)`` and ``("update", t)`` as each rollout and
     each update starts, and ``("end", t)`` (``time.perf_counter``) for ``metarl bench ppo``."""
     sb3 = _sb3()
@@ -370,6 +373,8 @@ def train_ppo(
     # SB3's default logger makes an empty temp folder per model; log where the user looks instead.
     resumed_at = None if resume is None else done
     model.set_logger(_ppo_logger(Path(log_dir), resumed_at) if log_dir else Logger(None, []))
+    if on_log_files is not None:
+        on_log_files()
 
     class AfterEachUpdate(BaseCallback):
         def _on_rollout_start(self) -> None:  # the previous rollout's update is done
@@ -627,6 +632,7 @@ def _build(
                 log_dir=run.path / "ppo",
                 resume=None if resume is None else resume["ppo"],
                 on_update=save_progress,
+                on_log_files=lambda: run.claim_new_files(before),
             )
         finally:
             run.claim_new_files(before)

@@ -151,6 +151,39 @@ def test_sigkill_mid_iteration_then_resume_matches_an_uninterrupted_run(tmp_path
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_ppo_baseline_killed_mid_training_resumes(tmp_path):
+    # SB3 names its own log files; they must be the run's from the start, not only once training
+    # ends, or a SIGKILL leaves them looking like the user's and the run refuses to resume.
+    config = write(tmp_path, num_threads=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = tmp_path / "pretrained"
+    cmd = [sys.executable, "-m", "metarl", "baseline"]
+    steps = ["--timesteps", str(40 * 2048), "--num-envs", "1"]
+    proc = subprocess.Popen(
+        [*cmd, "pretrained", str(config), "--out", str(run), *steps],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None and not (run / "ppo-resume.pt").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "ppo-resume.pt").exists() and not (run / "checkpoint.pt").exists()
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "ppo").iterdir())
+    target = torch.load(run / "ppo-resume.pt", weights_only=True)["ppo"]["num_timesteps"] + 2048
+
+    done = subprocess.run(
+        [*cmd, "--resume", str(run), "--timesteps", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["timesteps"] == target
+    assert not (run / "ppo-resume.pt").exists()
+
+
 def test_evaluate_on_another_env_needs_the_same_spaces(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(write(tmp_path, iterations=1)), "--out", str(run), "--no-progress"]) == 0
