@@ -42,6 +42,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has exited (``metarl summary RUN | head``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows), or no real stdout
+        return False
+
+
 def _interrupted(exc: KeyboardInterrupt) -> int:
     """The one line printed for Ctrl-C or SIGTERM, with the command that continues the run."""
     name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
@@ -692,7 +704,9 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     _ACTIVE.clear()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, not after main() where it cannot be caught
+        return code
     except TrainingStopped as exc:
         print(f"metarl: stopped: {exc}", file=sys.stderr)
         return EXIT_STOPPED
@@ -701,6 +715,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         return _interrupted(exc)
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        # As Unix tools do: stop quietly, and keep Python from failing again on the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
     finally:
         _ACTIVE.clear()
         if previous is not None:

@@ -1,6 +1,11 @@
 """metarl summary: a run's iterations, best checkpoint, env steps and logged training time."""
 
+import os
+import select
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +153,22 @@ def test_checkpoints_record_the_machine_of_each_part_of_a_run(run, tmp_path, cap
     assert main(["summary", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "ran on            iterations 1–5: " in out and "iteration 6: " in out
+
+
+@pytest.mark.skipif(not hasattr(select, "poll"), reason="needs poll() to see the closed pipe")
+def test_summary_into_a_closed_pipe_stops_quietly(run):
+    # `metarl summary RUN | head -1`: head exits first; no traceback, the shell's SIGPIPE status.
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "metarl", "summary", str(run)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
