@@ -341,6 +341,31 @@ def pool_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pooled
 
 
+def pool_training_curves(
+    runs: list[tuple[Path, dict[str, tuple[list[int], list[float]]]]], window: int = 5
+) -> list[dict[str, Any]]:
+    """The training curves of run directories pooled by name less a trailing ``seed<N>``
+    (``maml_trpo_seed0`` and ``maml_trpo_seed1`` -> ``maml_trpo``): per tag, each seed's curve
+    smoothed (moving average of ``window``), then the mean and standard error across seeds at the
+    iterations every seed has logged (a seed still training cuts its group short). Each entry
+    has ``group``, ``seeds`` and ``curves`` (tag -> steps, means, standard errors); order follows
+    each group's first run."""
+    groups: dict[str, list[dict[str, tuple[list[int], list[float]]]]] = {}
+    for path, curves in runs:
+        groups.setdefault(_SEED_SUFFIX.sub("", path.name) or path.name, []).append(curves)
+    pooled = []
+    for group, members in groups.items():
+        curves = {}
+        for tag in TRAINING_TAGS:
+            # by iteration, the last value logged wins: a resumed run may log an iteration twice
+            series = [dict(zip(m[tag][0], _smooth(m[tag][1], window), strict=True)) for m in members]
+            steps = sorted(set.intersection(*(set(s) for s in series)))
+            pairs = [_mean_and_stderr([s[k] for s in series]) for k in steps]
+            curves[tag] = (steps, [m for m, _ in pairs], [e for _, e in pairs])
+        pooled.append({"group": group, "seeds": len(members), "curves": curves})
+    return pooled
+
+
 # A legend under its panel, where it hides no curve.
 _LEGEND_BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.2), "fontsize": "small"}
 
@@ -349,7 +374,8 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
     """Write a PNG: return against adaptation steps for every evaluate result, with standard
     error bars, and the training curves of every run directory, side by side. ``seeds`` draws
     each method once, pooled over its results (:func:`pool_seeds`: mean over training seeds,
-    error bars the standard error across them)."""
+    error bars the standard error across them) and over its run directories
+    (:func:`pool_training_curves`: a band of ± one standard error), in one colour per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,8 +393,14 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
         raise MetarlError("plot needs at least one evaluate JSON or run directory")
     if seeds:
         results = pool_seeds(results)
+        pooled_runs = pool_training_curves(runs)
+        # one colour per method in both panels, so its results and its training read together
+        cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        names = [r["group"] for r in results if r["method"] != "oracle"] + [g["group"] for g in pooled_runs]
+        colours = {name: cycle[i % len(cycle)] for i, name in enumerate(dict.fromkeys(names))}
+    curve_count = len(pooled_runs) if seeds else len(runs)
     # The legends sit below the panels; grow the figure with the longest so the axes keep their size.
-    legend_rows = max((len(results) + 1) // 2, 2 * len(runs) if len(runs) > 1 else 0)
+    legend_rows = max((len(results) + 1) // 2, 2 * curve_count if len(runs) > 1 else 0)
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.4 + 0.22 * legend_rows), squeeze=False)
     axes = list(axes[0])
     if results:
@@ -386,7 +418,10 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
             if len(r["steps"]) == 1 and r["method"] == "oracle":  # a ceiling, not a curve
                 ax.axhline(r["mean_return"][0], color="k", linestyle=":", label=label)
                 continue
-            ax.errorbar(r["steps"], r["mean_return"], yerr=r["stderr"], marker="o", capsize=3, label=label)
+            style = {"marker": "o", "capsize": 3, "label": label}
+            if seeds:
+                style["color"] = colours.get(r["group"])
+            ax.errorbar(r["steps"], r["mean_return"], yerr=r["stderr"], **style)
         ax.set_xlabel("adaptation steps")
         metric = results[0].get("metric", "return")
         ax.set_ylabel(f"mean {metric} (± s.e.)")
@@ -397,7 +432,19 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
         ax.legend(**_LEGEND_BELOW, ncol=2)
     if runs:
         ax = axes.pop(0)
-        for path, curves in runs:
+        if seeds:
+            for g in pooled_runs:
+                many = g["seeds"] > 1
+                name = f"{g['group']} ({g['seeds']} seeds; ± s.e. across seeds)" if many else g["group"]
+                for tag, style in zip(TRAINING_TAGS, ("--", "-"), strict=True):
+                    steps, means, errors = g["curves"][tag]
+                    label = f"{name}: {'before' if 'pre' in tag else 'after'} adaptation"
+                    ax.plot(steps, means, style, color=colours[g["group"]], label=label)
+                    if many:
+                        low = [m - e for m, e in zip(means, errors, strict=True)]
+                        high = [m + e for m, e in zip(means, errors, strict=True)]
+                        ax.fill_between(steps, low, high, color=colours[g["group"]], alpha=0.2, linewidth=0)
+        for path, curves in [] if seeds else runs:
             for tag, style in zip(TRAINING_TAGS, ("--", "-"), strict=True):
                 steps, values = curves[tag]
                 label = f"{path.name}: {'before' if 'pre' in tag else 'after'} adaptation"
@@ -432,6 +479,7 @@ __all__ = [
     "load_results",
     "normalized_scores",
     "plot",
+    "pool_training_curves",
     "result_labels",
     "seed_groups",
     "training_curves",

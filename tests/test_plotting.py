@@ -380,3 +380,62 @@ def test_compare_by_task_refuses_families_with_many_task_values(tmp_path, capsys
     assert main(["compare", path, "--by-task"]) == 2
     err = capsys.readouterr().err.strip()
     assert "take 4 different values; splitting needs at most 3" in err and len(err.splitlines()) == 1
+
+
+def _logged_run(path, pre, post):
+    """A run directory whose TensorBoard events hold the training curves ``pre`` and ``post``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(path)) as writer:
+        for step, (a, b) in enumerate(zip(pre, post, strict=True), start=1):
+            writer.add_scalar("return/pre_adaptation", a, step)
+            writer.add_scalar("return/post_adaptation", b, step)
+    return path
+
+
+def test_plot_seeds_pools_the_training_curves_of_each_methods_runs(tmp_path, monkeypatch):
+    import matplotlib.colors
+    import matplotlib.figure
+
+    from metarl.plotting import pool_training_curves, training_curves
+
+    runs = [
+        _logged_run(tmp_path / "maml_trpo_seed0", [1.0, 2.0, 3.0], [5.0, 6.0, 7.0]),
+        _logged_run(tmp_path / "maml_trpo_seed1", [3.0, 4.0, 5.0], [9.0, 10.0, 11.0]),
+        _logged_run(tmp_path / "maml_trpo_seed2", [2.0, 3.0], [7.0, 8.0]),  # still training
+        _logged_run(tmp_path / "promp_seed0", [0.0, 0.0, 0.0], [4.0, 4.0, 4.0]),
+    ]
+    pooled = pool_training_curves([(r, training_curves(r)) for r in runs], window=1)
+    assert [(g["group"], g["seeds"]) for g in pooled] == [("maml_trpo", 3), ("promp", 1)]
+    steps, means, errors = pooled[0]["curves"]["return/post_adaptation"]
+    assert steps == [1, 2]  # the iterations all three seeds have logged
+    np.testing.assert_allclose(means, [7.0, 8.0])
+    np.testing.assert_allclose(errors, [2 / np.sqrt(3), 2 / np.sqrt(3)])  # sd 2 across 3 seeds
+    assert pooled[1]["curves"]["return/pre_adaptation"] == ([1, 2, 3], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    # smoothed per seed before pooling: seed 0's pre curve averages to 1, 1.5, 2
+    smoothed = pool_training_curves([(runs[0], training_curves(runs[0]))], window=5)
+    assert smoothed[0]["curves"]["return/pre_adaptation"][1] == [1.0, 1.5, 2.0]
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig.axes))
+    results = [
+        _seed_result(tmp_path, "maml_trpo_seed0", "maml_trpo", [2.0, 5.0], 0),
+        _seed_result(tmp_path, "maml_trpo_seed1", "maml_trpo", [4.0, 7.0], 1),
+        _seed_result(tmp_path, "promp_seed0", "promp", [1.0, 3.0], 0),
+    ]
+    inputs = [*map(str, results), *map(str, runs)]
+    assert main(["plot", "--seeds", *inputs, "--out", str(tmp_path / "fig.png")]) == 0
+    left, right = drawn[0]
+    assert right.get_legend_handles_labels()[1] == [
+        "maml_trpo (3 seeds; ± s.e. across seeds): before adaptation",
+        "maml_trpo (3 seeds; ± s.e. across seeds): after adaptation",
+        "promp: before adaptation",
+        "promp: after adaptation",
+    ]
+    assert len(right.collections) == 2  # a band for each of maml_trpo's curves, none for one seed
+    # each method keeps one colour in both panels, and the two methods differ
+    colour = {line.get_label(): matplotlib.colors.to_hex(line.get_color()) for line in right.lines}
+    bars = {c.get_label(): matplotlib.colors.to_hex(c.lines[0].get_color()) for c in left.containers}
+    maml = bars["maml_trpo (2 seeds; ± s.e. across seeds)"]
+    assert colour["maml_trpo (3 seeds; ± s.e. across seeds): after adaptation"] == maml
+    assert colour["promp: after adaptation"] == bars["promp"] != maml
