@@ -604,7 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds",
         action="store_true",
         help="draw each method (or variant: <method>_<variant>_seed<N>.json) once: mean over its "
-        "results (training seeds) ± s.e. across them",
+        "results (training seeds) ± s.e. across them, and likewise its run directories' training "
+        "curves (<method>_seed<N>)",
     )
     pl.set_defaults(func=_plot)
 
