@@ -444,11 +444,12 @@ def plot(inputs: list[str | Path], out: str | Path, title: str | None = None, se
                         low = [m - e for m, e in zip(means, errors, strict=True)]
                         high = [m + e for m, e in zip(means, errors, strict=True)]
                         ax.fill_between(steps, low, high, color=colours[g["group"]], alpha=0.2, linewidth=0)
-        for path, curves in [] if seeds else runs:
-            for tag, style in zip(TRAINING_TAGS, ("--", "-"), strict=True):
-                steps, values = curves[tag]
-                label = f"{path.name}: {'before' if 'pre' in tag else 'after'} adaptation"
-                ax.plot(steps, _smooth(values), style, label=label)
+        else:
+            for path, curves in runs:
+                for tag, style in zip(TRAINING_TAGS, ("--", "-"), strict=True):
+                    steps, values = curves[tag]
+                    label = f"{path.name}: {'before' if 'pre' in tag else 'after'} adaptation"
+                    ax.plot(steps, _smooth(values), style, label=label)
         ax.set_xlabel("meta-iteration")
         ax.set_ylabel("return (moving average of 5)")
         ax.set_title("training")
