@@ -523,9 +523,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    verbose = "log metarl's progress (each training iteration) to stderr"
+    parser = argparse.ArgumentParser(prog="metarl", description="Meta-RL on Gymnasium.")
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    # after the command too; SUPPRESS keeps `metarl -v train` from being reset by the command's default
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="log every iteration")
-    parser = argparse.ArgumentParser(prog="metarl", description="Meta-RL on Gymnasium.", parents=[common])
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="meta-train from a YAML config", parents=[common])
@@ -694,10 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # -v opens metarl's own INFO records only; libraries' (TensorBoard's event reader) stay quiet
+    logging.getLogger("metarl").setLevel(logging.INFO if args.verbose else logging.NOTSET)
     import metarl  # noqa: F401  (registers the families before any env id is resolved)
 
     previous = None

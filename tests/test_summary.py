@@ -172,3 +172,25 @@ def test_summary_into_a_closed_pipe_stops_quietly(run):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_verbose_logs_metarls_progress_and_no_library_chatter(run, tmp_path):
+    """-v before or after the command opens metarl's INFO records, not TensorBoard's."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "iterations": 1, "validation": {"every": 0}}))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cli = [sys.executable, "-m", "metarl"]
+    train = subprocess.run(
+        [*cli, "-v", "train", str(config), "--out", str(tmp_path / "run"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "INFO metarl.learners.base: iter 1:" in train.stderr
+    for args in (["-v", "summary", str(run)], ["summary", str(run), "-v"]):
+        summary = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, check=True)
+        assert summary.stdout.startswith(f"{run}: maml_trpo")
+        assert "tensorboard" not in summary.stderr.lower(), summary.stderr
+    quiet = subprocess.run([*cli, "summary", str(run)], capture_output=True, text=True, env=env, check=True)
+    assert quiet.stderr == ""
