@@ -633,7 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=_compare)
 
     sm = sub.add_parser(
-        "summary", help="a run's iterations, best checkpoint, env steps and training time", parents=[common]
+        "summary",
+        help="a run's iterations, best checkpoint, env steps, training time and whether its returns moved",
+        parents=[common],
     )
     sm.add_argument("runs", nargs="+", metavar="RUN_DIR", help="meta-training run directories")
     sm.set_defaults(func=_summary)

@@ -59,7 +59,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     logged time, by part: ``iteration``, ``sampling``, ``adaptation``, ``meta-step``,
     ``validation``), and ``machines`` (what the iterations ran on: a record for each part of the
     run that started on another machine or setting, with the iteration it started from; empty
-    for runs from before metarl kept them). Values the run did not log are None. Anything but a
+    for runs from before metarl kept them), ``trend`` (``post`` and ``pre``: the mean training
+    return after and before adapting over the first and the last logged iterations, see
+    :func:`_ends`) and ``validation`` (the first and the latest validation score and their
+    iterations). Values the run did not log are None. Anything but a
     run directory with a checkpoint is a one-line :class:`MetarlError`."""
     from metarl.checkpoint import load_checkpoint
 
@@ -88,6 +91,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
             return None
         return sum(v for series in times for step, v in series.items() if step <= upto)
 
+    done = {tag: {k: v for k, v in series.items() if k <= iteration} for tag, series in scalars.items()}
     medians: dict[str, float | None] = {}
     for tag, label in (("time/iteration_s", "iteration"), *PARTS, ("time/validation_s", "validation")):
         values = [v for step, v in scalars.get(tag, {}).items() if step <= iteration]
@@ -109,6 +113,43 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         "logged_iterations": sum(1 for step in times[0] if 1 <= step <= iteration),
         "median_s": medians,
         "machines": _machines(latest, path / CHECKPOINT),
+        "trend": {
+            "post": _ends(done.get("return/post_adaptation", {})),
+            "pre": _ends(done.get("return/pre_adaptation", {})),
+        },
+        "validation": _validations(done.get("validation/score", {})),
+    }
+
+
+TREND_WINDOW = 10
+
+
+def _ends(series: dict[int, float]) -> dict[str, Any] | None:
+    """Whether a logged curve moved: the mean over its first and over its last iterations (up
+    to ``TREND_WINDOW`` each, and no more than half of them), with the spans averaged; None if
+    nothing was logged."""
+    if not series:
+        return None
+    steps = sorted(series)
+    n = max(1, min(TREND_WINDOW, len(steps) // 2))
+    first, last = steps[:n], steps[-n:]
+    return {
+        "first": statistics.fmean(series[k] for k in first),
+        "first_span": (first[0], first[-1]),
+        "last": statistics.fmean(series[k] for k in last),
+        "last_span": (last[0], last[-1]),
+    }
+
+
+def _validations(series: dict[int, float]) -> dict[str, Any] | None:
+    """The first and the latest validation score, each with its iteration, and how many."""
+    if not series:
+        return None
+    steps = sorted(series)
+    return {
+        "count": len(steps),
+        "first": (steps[0], series[steps[0]]),
+        "latest": (steps[-1], series[steps[-1]]),
     }
 
 
@@ -187,6 +228,22 @@ def format_summary(summary: dict[str, Any]) -> str:
         if medians.get("validation") is not None:
             text += f"; a validation {_seconds(medians['validation'])}"
         rows.append(("median iteration", text))
+    post, pre = (s.get("trend") or {}).get("post"), (s.get("trend") or {}).get("pre")
+    if post is not None:
+        (a, b), (c, d) = post["first_span"], post["last_span"]
+        span = f"iterations {a} and {c}" if a == b else f"iterations {a}–{b} and {c}–{d}"
+        moved = f"after adapting {post['first']:.4g} → {post['last']:.4g}"
+        if pre is not None:
+            moved += f", before {pre['first']:.4g} → {pre['last']:.4g}"
+        rows.append(("training return", f"{moved} (means over {span})"))
+    validation = s.get("validation")
+    if validation is not None:
+        supervised = str(s["env"]).startswith("supervised/")
+        (i0, v0), (i1, v1) = validation["first"], validation["latest"]
+        text = f"{'score' if supervised else 'return'} {v0:.4g} at iteration {i0}"
+        if validation["count"] > 1:
+            text += f" → {v1:.4g} at iteration {i1}, the latest of {validation['count']}"
+        rows.append(("validation", text))
     parts = s.get("machines") or []
     for i, m in enumerate(parts):
         name = "ran on" if i == 0 else ""

@@ -194,3 +194,28 @@ def test_verbose_logs_metarls_progress_and_no_library_chatter(run, tmp_path):
         assert "tensorboard" not in summary.stderr.lower(), summary.stderr
     quiet = subprocess.run([*cli, "summary", str(run)], capture_output=True, text=True, env=env, check=True)
     assert quiet.stderr == ""
+
+
+def test_summary_says_whether_the_returns_moved(run, capsys):
+    """The first and last iterations' mean training returns, and the first and latest validation."""
+    post, pre = _logged(run, "return/post_adaptation"), _logged(run, "return/pre_adaptation")
+    score = _logged(run, "validation/score")
+    s = run_summary(run)
+    # 4 iterations: the first 2 against the last 2 (a window never takes more than half)
+    assert s["trend"]["post"]["first"] == pytest.approx((post[1] + post[2]) / 2)
+    assert s["trend"]["post"]["last"] == pytest.approx((post[3] + post[4]) / 2)
+    assert s["trend"]["pre"]["first"] == pytest.approx((pre[1] + pre[2]) / 2)
+    assert (s["trend"]["post"]["first_span"], s["trend"]["post"]["last_span"]) == ((1, 2), (3, 4))
+    assert s["validation"] == {
+        "count": 2,
+        "first": (2, pytest.approx(score[2])),
+        "latest": (4, pytest.approx(score[4])),
+    }
+
+    assert main(["summary", str(run)]) == 0
+    rows = {line[2:19].strip(): line[20:].strip() for line in capsys.readouterr().out.splitlines()[1:]}
+    moved = f"after adapting {s['trend']['post']['first']:.4g} → {s['trend']['post']['last']:.4g}"
+    assert rows["training return"].startswith(moved + ", before ")
+    assert rows["training return"].endswith("(means over iterations 1–2 and 3–4)")
+    latest = f"{score[4]:.4g} at iteration 4, the latest of 2"
+    assert rows["validation"] == f"return {score[2]:.4g} at iteration 2 → {latest}"
