@@ -94,7 +94,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     done = {tag: {k: v for k, v in series.items() if k <= iteration} for tag, series in scalars.items()}
     medians: dict[str, float | None] = {}
     for tag, label in (("time/iteration_s", "iteration"), *PARTS, ("time/validation_s", "validation")):
-        values = [v for step, v in scalars.get(tag, {}).items() if step <= iteration]
+        values = list(done.get(tag, {}).values())
         medians[label] = statistics.median(values) if values else None
     return {
         "run": str(path),
@@ -125,9 +125,9 @@ TREND_WINDOW = 10
 
 
 def _ends(series: dict[int, float]) -> dict[str, Any] | None:
-    """Whether a logged curve moved: the mean over its first and over its last iterations (up
-    to ``TREND_WINDOW`` each, and no more than half of them), with the spans averaged; None if
-    nothing was logged."""
+    """Whether a logged curve moved: its mean over its first and over its last iterations (up
+    to ``TREND_WINDOW`` each, and no more than half of them), with the iterations each mean
+    spans; None if nothing was logged."""
     if not series:
         return None
     steps = sorted(series)
