@@ -15,7 +15,8 @@ estimates, without bias in the numerator, how far the direction of the expected 
 stands out of the noise of one meta-batch: about 0 or below when the batch's gradient is noise,
 1 when signal and noise weigh the same. The noise counts both the episodes' sampling and the
 spread of the tasks' own gradients. Each batch gives one estimate; the table gives each and
-their mean ± s.e.
+their mean ± s.e., then the same ratio for each parameter tensor's block alone (where the signal
+is: the log-std, a layer's weights or biases).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ def per_task_gradients(learner, batches, valid, adapted) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def by_tensor(learner, grads: torch.Tensor) -> dict[str, float]:
+    """The SNR of each parameter tensor's block of the gradients: where the signal is."""
+    out, start = {}, 0
+    for name, p in learner.policy.named_parameters():
+        out[name] = snr(grads[:, start : start + p.numel()])["snr"]
+        start += p.numel()
+    return out
+
+
 def snr(grads: torch.Tensor) -> dict[str, float]:
     """The batch meta-gradient's squared norm, its noise (tr Σ̂ / N) and their SNR."""
     n = grads.shape[0]
@@ -85,7 +95,8 @@ def main() -> None:
     rows = []
     try:
         for b in range(args.batches):
-            row = snr(per_task_gradients(learner, *sample_meta_batch(learner, rng, generator)))
+            grads = per_task_gradients(learner, *sample_meta_batch(learner, rng, generator))
+            row = {**snr(grads), "by_tensor": by_tensor(learner, grads)}
             rows.append(row)
             noise, mean_sq = row["noise"], row["mean_sq"]
             print(f"batch {b}: |mean g|^2 {mean_sq:.3e}  tr(cov)/N {noise:.3e}  SNR {row['snr']:+.3f}")
@@ -97,6 +108,11 @@ def main() -> None:
     print(
         f"{config.env} at {at}, {config.meta_batch_size} tasks x {config.episodes_per_task} episodes: "
         f"SNR {statistics.fmean(values):+.3f} ± {se:.3f} over {len(values)} meta-batches"
+    )
+    tensors = {name: statistics.fmean(r["by_tensor"][name] for r in rows) for name in rows[0]["by_tensor"]}
+    print(
+        "  by parameter tensor (mean over the batches): "
+        + ", ".join(f"{k} {v:+.2f}" for k, v in tensors.items())
     )
     if args.json:
         with open(args.json, "w") as f:

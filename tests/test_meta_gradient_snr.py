@@ -28,12 +28,20 @@ def test_per_task_gradients_average_to_the_meta_gradient():
         rows = snr_bench.per_task_gradients(learner, *batch)
         loss, _ = learner.meta_objective(*batch)(True)
         whole = torch.autograd.grad(loss, list(learner.policy.parameters()))
+        blocks = snr_bench.by_tensor(learner, rows)
+        sizes = {name: p.numel() for name, p in learner.policy.named_parameters()}
     finally:
         learner.close()
     flat = torch.cat([g.flatten() for g in whole]).double()
     assert rows.shape == (4, flat.numel())
     assert not torch.allclose(rows[0], rows[1])  # the tasks' gradients differ
     torch.testing.assert_close(rows.mean(0), flat, rtol=1e-4, atol=1e-7)
+    # each tensor's block, in the order of the flattened gradient
+    assert list(blocks) == list(sizes)
+    start = 0
+    for name, size in sizes.items():
+        assert blocks[name] == pytest.approx(snr_bench.snr(rows[:, start : start + size])["snr"])
+        start += size
 
 
 def test_snr_subtracts_the_noise_of_the_batch_mean():
