@@ -697,11 +697,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_VERBOSE = False  # whether the last main() opened metarl's INFO records
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # -v opens metarl's own INFO records only; libraries' (TensorBoard's event reader) stay quiet
-    logging.getLogger("metarl").setLevel(logging.INFO if args.verbose else logging.NOTSET)
+    # -v opens metarl's own INFO records only; libraries' (TensorBoard's event reader) stay quiet.
+    # Without it, a level set by an earlier -v call in this process is undone, and no other.
+    global _VERBOSE
+    log = logging.getLogger("metarl")
+    if args.verbose:
+        log.setLevel(logging.INFO)
+    elif _VERBOSE and log.level == logging.INFO:
+        log.setLevel(logging.NOTSET)
+    _VERBOSE = args.verbose
     import metarl  # noqa: F401  (registers the families before any env id is resolved)
 
     previous = None

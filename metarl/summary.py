@@ -4,6 +4,7 @@ from the per-iteration times the run logged to TensorBoard (the figures a result
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,9 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     ``validation``), and ``machines`` (what the iterations ran on: a record for each part of the
     run that started on another machine or setting, with the iteration it started from; empty
     for runs from before metarl kept them), ``trend`` (``post`` and ``pre``: the mean training
-    return after and before adapting over the first and the last logged iterations, see
-    :func:`_ends`) and ``validation`` (the first and the latest validation score and their
-    iterations). Values the run did not log are None. Anything but a
+    return, or a supervised run's loss, after and before adapting over the first and the last
+    logged iterations, see :func:`_trend`) and ``validation`` (the first and the latest
+    validation score and their iterations). Values the run did not log are None. Anything but a
     run directory with a checkpoint is a one-line :class:`MetarlError`."""
     from metarl.checkpoint import load_checkpoint
 
@@ -113,10 +114,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         "logged_iterations": sum(1 for step in times[0] if 1 <= step <= iteration),
         "median_s": medians,
         "machines": _machines(latest, path / CHECKPOINT),
-        "trend": {
-            "post": _ends(done.get("return/post_adaptation", {})),
-            "pre": _ends(done.get("return/pre_adaptation", {})),
-        },
+        "trend": _trend(done),
         "validation": _validations(done.get("validation/score", {})),
     }
 
@@ -124,11 +122,23 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
 TREND_WINDOW = 10
 
 
+def _trend(scalars: dict[str, dict[int, float]]) -> dict[str, Any]:
+    """``kind`` (``return`` for RL runs, ``loss`` for supervised ones) and the :func:`_ends` of
+    its ``post`` (after adapting) and ``pre`` (before) training curves."""
+    kind = "return" if "return/post_adaptation" in scalars else "loss"
+    return {
+        "kind": kind,
+        "post": _ends(scalars.get(f"{kind}/post_adaptation", {})),
+        "pre": _ends(scalars.get(f"{kind}/pre_adaptation", {})),
+    }
+
+
 def _ends(series: dict[int, float]) -> dict[str, Any] | None:
     """Whether a logged curve moved: its mean over its first and over its last iterations (up
     to ``TREND_WINDOW`` each, and no more than half of them), with the iterations each mean
-    spans; None if nothing was logged."""
-    if not series:
+    spans. Non-finite values (a failed iteration's) are left out; None under 2 values."""
+    series = {k: v for k, v in series.items() if math.isfinite(v)}
+    if len(series) < 2:
         return None
     steps = sorted(series)
     n = max(1, min(TREND_WINDOW, len(steps) // 2))
@@ -228,14 +238,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         if medians.get("validation") is not None:
             text += f"; a validation {_seconds(medians['validation'])}"
         rows.append(("median iteration", text))
-    post, pre = (s.get("trend") or {}).get("post"), (s.get("trend") or {}).get("pre")
+    trend = s.get("trend") or {}
+    post, pre = trend.get("post"), trend.get("pre")
     if post is not None:
         (a, b), (c, d) = post["first_span"], post["last_span"]
-        span = f"iterations {a} and {c}" if a == b else f"iterations {a}–{b} and {c}–{d}"
+        where = f"iteration {a}, then {c}" if a == b else f"means over iterations {a}–{b} and {c}–{d}"
         moved = f"after adapting {post['first']:.4g} → {post['last']:.4g}"
         if pre is not None:
             moved += f", before {pre['first']:.4g} → {pre['last']:.4g}"
-        rows.append(("training return", f"{moved} (means over {span})"))
+        rows.append((f"training {trend.get('kind', 'return')}", f"{moved} ({where})"))
     validation = s.get("validation")
     if validation is not None:
         supervised = str(s["env"]).startswith("supervised/")

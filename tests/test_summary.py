@@ -102,6 +102,7 @@ def test_partial_events_and_a_run_without_validation_say_so(tmp_path, capsys):
     assert main(["summary", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "training return after adaptation" in out and "training time" not in out
+    assert "after adapting" not in out and "validation  " not in out  # no events, no trend
     assert run_summary(tmp_path / "run")["logged_iterations"] == 0
 
 
@@ -188,6 +189,14 @@ def test_verbose_logs_metarls_progress_and_no_library_chatter(run, tmp_path):
         check=True,
     )
     assert "INFO metarl.learners.base: iter 1:" in train.stderr
+    from metarl.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert [parse(a).verbose for a in (["-v", "summary", "R"], ["summary", "R", "-v"], ["summary", "R"])] == [
+        True,
+        True,
+        False,
+    ]
     for args in (["-v", "summary", str(run)], ["summary", str(run), "-v"]):
         summary = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, check=True)
         assert summary.stdout.startswith(f"{run}: maml_trpo")
@@ -219,3 +228,28 @@ def test_summary_says_whether_the_returns_moved(run, capsys):
     assert rows["training return"].endswith("(means over iterations 1–2 and 3–4)")
     latest = f"{score[4]:.4g} at iteration 4, the latest of 2"
     assert rows["validation"] == f"return {score[2]:.4g} at iteration 2 → {latest}"
+
+
+def test_the_trend_windows_hold_at_most_ten_iterations_and_half_of_a_short_run():
+    from metarl.summary import _ends, _trend, _validations
+
+    assert _ends({}) is None and _ends({1: 3.0}) is None  # one value cannot move
+    assert _ends({1: 1.0, 2: float("nan"), 3: 5.0}) == {  # a failed iteration's NaN is left out
+        "first": 1.0,
+        "first_span": (1, 1),
+        "last": 5.0,
+        "last_span": (3, 3),
+    }
+    five = _ends({k: float(k) for k in range(1, 6)})  # windows of 2: 1–2 and 4–5
+    assert (five["first"], five["first_span"], five["last"], five["last_span"]) == (1.5, (1, 2), 4.5, (4, 5))
+    long = _ends({k: float(k) for k in range(1, 26)})  # 10 each, not 12
+    assert (long["first"], long["first_span"], long["last"], long["last_span"]) == (
+        5.5,
+        (1, 10),
+        20.5,
+        (16, 25),
+    )
+    supervised = _trend({"loss/post_adaptation": {1: 2.0, 2: 1.0}, "loss/pre_adaptation": {1: 3.0, 2: 3.0}})
+    assert supervised["kind"] == "loss" and supervised["post"]["last"] == 1.0
+    assert _validations({}) is None
+    assert _validations({10: -0.5}) == {"count": 1, "first": (10, -0.5), "latest": (10, -0.5)}
