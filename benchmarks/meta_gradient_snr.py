@@ -1,10 +1,12 @@
 """Is a MAML-TRPO run's meta-gradient signal or noise? Its signal-to-noise ratio at θ.
 
-    python benchmarks/meta_gradient_snr.py CONFIG [--checkpoint RUN_OR_FILE] [--batches 3]
+    python benchmarks/meta_gradient_snr.py CONFIG.yaml | RUN_DIR | CHECKPOINT.pt [--batches 3]
         [--seed 0] [--set KEY=VALUE ...] [--json FILE]
 
-For each of ``--batches`` independent meta-batches drawn as training draws them, the inner loop
-runs at θ (a fresh policy, or ``--checkpoint``'s), and the gradient of each task's
+A config measures a fresh policy; a run directory (its ``checkpoint.pt``) or a checkpoint file
+measures that θ under the config it was trained with. ``--set`` changes either (the episodes per
+task, say). For each of ``--batches`` independent meta-batches drawn as training draws them, the
+inner loop runs at θ, and the gradient of each task's
 post-adaptation surrogate (the loss that TRPO's step follows, second order through the inner
 step) is taken alone: g_1 … g_N. The meta-gradient is their mean ḡ. With Σ the covariance of
 the g_i across tasks, E‖ḡ‖² = ‖E g‖² + tr Σ / N, so
@@ -23,16 +25,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import metarl
-from metarl.evaluation import load_policy
+from metarl.checkpoint import load_checkpoint
+from metarl.config import Config, config_from_dict, merge, parse_overrides, saved_config
+from metarl.episodes import Episodes
+from metarl.evaluation import checkpoint_path, load_policy
+from metarl.learners.maml_trpo import MAMLTRPO
+from metarl.learners.rl import InnerBatch
+from metarl.policies import Params
 
 
-def sample_meta_batch(learner, rng: np.random.Generator, generator: torch.Generator) -> tuple:
+def sample_meta_batch(
+    learner: MAMLTRPO, rng: np.random.Generator, generator: torch.Generator
+) -> tuple[list[InnerBatch], Episodes, Params]:
     """One meta-batch as training draws it: the inner loop's batches, the post-adaptation
     episodes and the adapted parameters."""
     tasks = learner.sampler.sample_tasks(learner.config.meta_batch_size, rng)
@@ -40,7 +52,9 @@ def sample_meta_batch(learner, rng: np.random.Generator, generator: torch.Genera
     return batches, valid, adapted
 
 
-def per_task_gradients(learner, batches, valid, adapted) -> torch.Tensor:
+def per_task_gradients(
+    learner: MAMLTRPO, batches: list[InnerBatch], valid: Episodes, adapted: Params
+) -> torch.Tensor:
     """[N, P]: the gradient at θ of each task's post-adaptation surrogate, taken alone (their
     mean is the gradient of the meta-objective over the whole batch)."""
     params = list(learner.policy.parameters())
@@ -54,7 +68,7 @@ def per_task_gradients(learner, batches, valid, adapted) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def by_tensor(learner, grads: torch.Tensor) -> dict[str, float]:
+def by_tensor(learner: MAMLTRPO, grads: torch.Tensor) -> dict[str, float]:
     """The SNR of each parameter tensor's block of the gradients: where the signal is."""
     out, start = {}, 0
     for name, p in learner.policy.named_parameters():
@@ -64,31 +78,49 @@ def by_tensor(learner, grads: torch.Tensor) -> dict[str, float]:
 
 
 def snr(grads: torch.Tensor) -> dict[str, float]:
-    """The batch meta-gradient's squared norm, its noise (tr Σ̂ / N) and their SNR."""
+    """The batch meta-gradient's squared norm, its noise (tr Σ̂ / N) and their SNR, from the
+    [N, P] per-task gradients (N >= 2). A block that is exactly zero in every task has no SNR
+    (NaN); one that is the same nonzero vector in every task has no noise (inf)."""
     n = grads.shape[0]
+    if n < 2:
+        raise ValueError(f"the SNR needs the gradients of at least 2 tasks, got {n}")
     mean_sq = float(grads.mean(0).pow(2).sum())
     noise = float(grads.var(0, unbiased=True).sum()) / n
-    ratio = (mean_sq - noise) / noise if noise > 0 else float("inf")
-    return {"mean_sq": mean_sq, "noise": noise, "snr": ratio}
+    if noise == 0:
+        return {"mean_sq": mean_sq, "noise": noise, "snr": math.nan if mean_sq == 0 else math.inf}
+    return {"mean_sq": mean_sq, "noise": noise, "snr": (mean_sq - noise) / noise}
+
+
+def measured_config(source: str, overrides: list[str]) -> tuple[Config, Path | None]:
+    """The config to measure under and the checkpoint whose θ to load (None: a fresh policy)."""
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml"):
+        return metarl.load_config(path, overrides), None
+    file = checkpoint_path(path, "latest")
+    data = saved_config(load_checkpoint(file)["config"])
+    return config_from_dict(merge(data, parse_overrides(overrides)), strict=False), file
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("--checkpoint", help="run directory or checkpoint file (default: a fresh policy)")
-    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("source", help="a config (a fresh policy), a run directory or a checkpoint file")
+    parser.add_argument("--batches", type=int, default=3, help="independent meta-batches (at least 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json")
     args = parser.parse_args()
-    config = metarl.load_config(args.config, [f"seed={args.seed}", *args.set])
+    if args.batches < 1:
+        parser.error(f"--batches: got {args.batches}, expected at least 1")
+    config, checkpoint = measured_config(args.source, [f"seed={args.seed}", *args.set])
+    if config.meta_batch_size < 2:
+        parser.error(f"meta_batch_size: got {config.meta_batch_size}, the SNR needs at least 2 tasks")
     learner = metarl.learner_from_config(config)
-    if not hasattr(learner, "meta_objective"):
-        raise SystemExit(
+    if not isinstance(learner, MAMLTRPO):
+        parser.error(
             f"{config.algorithm}: only MAML-TRPO and FOMAML have the TRPO meta-objective measured here"
         )
-    if args.checkpoint:
-        _, policy = load_policy(args.checkpoint, "latest")
+    if checkpoint is not None:
+        _, policy = load_policy(checkpoint)
         learner.policy.load_state_dict(policy.state_dict())
     rng = np.random.default_rng([args.seed, 7])
     generator = torch.Generator().manual_seed(args.seed)
@@ -104,7 +136,7 @@ def main() -> None:
         learner.close()
     values = [r["snr"] for r in rows]
     se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
-    at = args.checkpoint or "a fresh policy"
+    at = str(checkpoint) if checkpoint is not None else "a fresh policy"
     print(
         f"{config.env} at {at}, {config.meta_batch_size} tasks x {config.episodes_per_task} episodes: "
         f"SNR {statistics.fmean(values):+.3f} ± {se:.3f} over {len(values)} meta-batches"
@@ -117,7 +149,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"config": args.config, "checkpoint": args.checkpoint, "set": args.set, "batches": rows},
+                {"source": args.source, "set": args.set, "batches": rows},
                 f,
                 indent=1,
             )
