@@ -11,8 +11,8 @@ each ``frame_skip`` (Gymnasium's Ant-v5: 5, 0.05 s per action; the MAML paper's 
 per action, ``frame_skip=2`` here). ``--physics rllab`` adds rows with the rllab ant's own
 integration and start, as the MAML authors' code ran it: one RK4 step of 0.02 s per action, from
 its standing pose (torso at 0.55 m, ankles at ±1 rad, inside their limits; Gymnasium's ant starts
-at 0.75 m with every joint at 0, the ankles outside their [30°, 70°] range) with N(0, 0.01) noise
-on the positions and N(0, 0.1) on the velocities. Everything runs on the single env, one episode
+at 0.75 m with every joint at 0, the ankles outside their [30°, 70°] range) with Gaussian noise of std
+0.01 on the positions and 0.1 on the velocities. Everything runs on the single env, one episode
 at a time.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -31,9 +32,17 @@ import metarl  # noqa: F401  (registers the families)
 RLLAB_QPOS = np.array([0, 0, 0.55, 1, 0, 0, 0, 0, 1, 0, -1, 0, -1, 0, 1], dtype=float)
 
 
+PHYSICS = ("gymnasium", "rllab")
+
+
 def episode_ends(
     env_id: str, frame_skip: int, std: float, episodes: int, horizon: int, physics: str = "gymnasium"
-) -> dict:
+) -> dict[str, Any]:
+    """How ``episodes`` episodes of clipped N(0, std²) actions end: their mean length and how many
+    jumped or fell, with ``frame_skip`` steps of Gymnasium's physics per action, or with
+    ``physics="rllab"`` (which ignores ``frame_skip``)."""
+    if physics not in PHYSICS:
+        raise ValueError(f"physics: got {physics!r}, expected one of {PHYSICS}")
     rllab = physics == "rllab"
     env = gym.make(env_id, frame_skip=1 if rllab else frame_skip)
     inner = env.unwrapped
@@ -65,7 +74,7 @@ def episode_ends(
     return {
         "physics": physics,
         "frame_skip": 1 if rllab else frame_skip,
-        "seconds_per_action": frame_skip * float(inner.model.opt.timestep),
+        "seconds_per_action": float(inner.dt),
         "std": std,
         "mean_length": float(np.mean(lengths)),
         "jumped": int(jumped),
