@@ -118,6 +118,11 @@ class _AntTaskEnv(AntEnv):
         self.healthy_z_range: tuple[float, float] = settings["healthy_z_range"]
         self.contact_force_range: tuple[float, float] = settings["contact_force_range"]
         self.reset_noise_scale: float = settings["reset_noise_scale"]
+        #: The observation's layout (Gymnasium's arguments), which the batched twin builds too:
+        #: the first qpos entry observed (2 leaves out the torso's x and y) and whether the
+        #: clipped contact forces follow qvel.
+        self.observed_qpos_start: int = 2 if settings["exclude_current_positions_from_observation"] else 0
+        self.observes_contact_forces: bool = settings["include_cfrc_ext_in_observation"]
         self.set_task(task if task is not None else self.default_task)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -212,8 +217,8 @@ class AntGoalEnv(_AntTaskEnv):
 
 # --- the vectorized twins --------------------------------------------------------------------
 class _AntTwin(MujocoTwin):
-    """Ant observation (``qpos[2:]``, ``qvel``, clipped ``cfrc_ext``), reward and health, batched,
-    on either engine.
+    """Ant observation (by default ``qpos[2:]``, ``qvel``, clipped ``cfrc_ext``; laid out as the
+    single env's arguments say), reward and health, batched, on either engine.
 
     ``xpos`` and ``cfrc_ext`` are derived fields that both engines leave as ``mj_step`` leaves
     them in a single ``MjData``: from the last substep's state before its integration.
@@ -234,8 +239,11 @@ class _AntTwin(MujocoTwin):
         return contact_forces(self.cfrc_ext, self.reference.contact_force_range)
 
     def _observe(self) -> Any:
-        forces = self._contact_forces()[:, 1:].reshape(self.num_envs, -1)
-        return self._concat([self.qpos[:, 2:], self.qvel, forces])
+        ref = self.reference
+        parts = [self.qpos[:, ref.observed_qpos_start :], self.qvel]
+        if ref.observes_contact_forces:
+            parts.append(self._contact_forces()[:, 1:].reshape(self.num_envs, -1))
+        return self._concat(parts)
 
     def _reward(self, actions: Any, before: Any) -> Any:
         xy = self.xpos[:, self.reference.main_body, :2]

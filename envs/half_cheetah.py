@@ -67,7 +67,11 @@ class _HalfCheetahTaskEnv(HalfCheetahEnv):
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
         super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, **kwargs)
         #: Scale of the reset noise (Gymnasium's argument), which the batched twin draws too.
-        self.reset_noise_scale: float = init_kwargs(HalfCheetahEnv, kwargs)["reset_noise_scale"]
+        settings = init_kwargs(HalfCheetahEnv, kwargs)
+        self.reset_noise_scale: float = settings["reset_noise_scale"]
+        #: The first qpos entry observed (Gymnasium's argument; 1 leaves out the root's x), which
+        #: the batched twin observes from too.
+        self.observed_qpos_start: int = 1 if settings["exclude_current_positions_from_observation"] else 0
         self.set_task(task if task is not None else self.default_task)
 
     default_task: Any = None
@@ -126,11 +130,11 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
 
 # --- the vectorized twins --------------------------------------------------------------------
 class _HalfCheetahTwin(MujocoTwin):
-    """Half-cheetah observation (qpos without root x, then qvel) and reward, batched, on either
-    engine."""
+    """Half-cheetah observation (qpos, by default without the root's x, then qvel) and reward,
+    batched, on either engine."""
 
     def _observe(self) -> Any:
-        return self._concat([self.qpos[:, 1:], self.qvel])
+        return self._concat([self.qpos[:, self.reference.observed_qpos_start :], self.qvel])
 
     def _reward(self, actions: Any, x_before: Any) -> Any:
         x_velocity = (self.qpos[:, 0] - x_before) / self.dt

@@ -57,6 +57,13 @@ class Locomotion:
     healthy_angle_range: tuple[float, float] | None = None
     #: The hopper's bounds on every state entry but the root's x and z.
     healthy_state_range: tuple[float, float] | None = None
+    #: Whether the observation leaves out the root's x (the first qpos entry).
+    exclude_current_positions_from_observation: bool = True
+
+    @property
+    def observed_qpos_start(self) -> int:
+        """The first qpos entry the observation holds."""
+        return 1 if self.exclude_current_positions_from_observation else 0
 
     @classmethod
     def of(cls, env_cls: type, kwargs: dict[str, Any]) -> Locomotion:
@@ -225,7 +232,7 @@ class _RandParamsTwin(MujocoTwin):
         self._set_const()
 
     def _observe(self) -> Any:
-        return self._concat([self.qpos[:, 1:], self.qvel])
+        return self._concat([self.qpos[:, self.reference.locomotion.observed_qpos_start :], self.qvel])
 
     def _reward(self, actions: Any, x_before: Any) -> Any:
         settings = self.reference.locomotion
@@ -244,7 +251,8 @@ class _HealthyTwin(_RandParamsTwin):
     uniform_qvel_noise = True
 
     def _observe(self) -> Any:
-        return self._concat([self.qpos[:, 1:], self.qvel.clip(-10.0, 10.0)])
+        start = self.reference.locomotion.observed_qpos_start
+        return self._concat([self.qpos[:, start:], self.qvel.clip(-10.0, 10.0)])
 
 
 class HalfCheetahRandParamsTwin(_RandParamsTwin):

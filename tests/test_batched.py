@@ -103,13 +103,22 @@ def test_ant_contact_forces_and_terminations_match_the_single_env():
         ),
         ("metarl/HopperRandParams-v0", {"healthy_z_range": (0.9, 2.0), "terminate_when_unhealthy": False}),
         ("metarl/Walker2dRandParams-v0", {"healthy_angle_range": (-0.5, 0.5), "reset_noise_scale": 0.05}),
+        # Gymnasium's observation layout arguments
+        ("metarl/AntDir-v0", {"include_cfrc_ext_in_observation": False, "frame_skip": 2}),
+        ("metarl/AntGoal-v0", {"exclude_current_positions_from_observation": False}),
+        ("metarl/HalfCheetahDir-v0", {"exclude_current_positions_from_observation": False}),
+        ("metarl/HopperRandParams-v0", {"exclude_current_positions_from_observation": False}),
     ],
 )
 def test_the_single_envs_settings_reach_the_batched_twin(env_id, kwargs):
-    # The twin reads reward weights, health ranges and reset noise from its single env.
+    # The twin reads reward weights, health ranges, reset noise and the observation's layout from
+    # its single env.
     tasks = gym.make(env_id).unwrapped.sample_tasks(4, np.random.default_rng(4))
     fast, ref = pair(env_id, tasks, horizon=60, **kwargs)
-    np.testing.assert_allclose(fast.reset(seed=5)[0], ref.reset(seed=5)[0], rtol=0, atol=1e-9)
+    assert fast.single_observation_space == ref.single_observation_space
+    obs = fast.reset(seed=5)[0]
+    assert obs.shape == (4, *fast.single_observation_space.shape)
+    np.testing.assert_allclose(obs, ref.reset(seed=5)[0], rtol=0, atol=1e-9)
     rng = np.random.default_rng(0)
     terminations = 0
     for t in range(100):
