@@ -12,8 +12,8 @@
 #   ITERATIONS=200 PPO_STEPS=1000000 bash experiments/figure5.sh halfcheetah_dir
 #   ITERATIONS=1000 bash experiments/figure5.sh halfcheetah_vel  # later: the same runs, extended
 #
-# Every stage is skipped when its output exists (an evaluation when its JSON is newer than the
-# checkpoint it scores), a stopped meta-training run is continued with --resume (to ITERATIONS,
+# Every stage is skipped when its output exists (an evaluation when its JSON scored the very
+# checkpoint file there now), a stopped meta-training run is continued with --resume (to ITERATIONS,
 # so a larger ITERATIONS extends finished runs), and so is a stopped PPO baseline (from its last
 # update), so the script can be interrupted and run again. The run directories go to experiments/runs/<task>/, inside the
 # repository, so that they can be committed with the results: their TensorBoard curves are then
@@ -44,6 +44,19 @@ jobs=${JOBS:-1}
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number >= 1, got '$jobs'" >&2; exit 2; }
 mkdir -p "$runs" "$results"
 
+current() {  # JSON CHECKPOINT: true when JSON exists and scored this very checkpoint file
+    [[ -f $1 ]] || return 1
+    # evaluate --json records the file's SHA-256 (file times do not survive a clone); a JSON
+    # written before it did is current when it is newer than the checkpoint.
+    python3 - "$1" "$2" <<'EOF'
+import hashlib, json, os, sys
+scored = json.load(open(sys.argv[1])).get("checkpoint", {}).get("sha256")
+if scored is None:
+    sys.exit(os.path.getmtime(sys.argv[1]) <= os.path.getmtime(sys.argv[2]))
+sys.exit(scored != hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest())
+EOF
+}
+
 train_and_score() {  # LEARNER_CONFIG LEARNER SEED: meta-train one seed (or continue it), score its best.pt
     local learner_config=$1 learner=$2 seed=$3
     local run=$runs/${learner}_seed$seed json=$results/${learner}_seed$seed.json
@@ -53,8 +66,8 @@ train_and_score() {  # LEARNER_CONFIG LEARNER SEED: meta-train one seed (or cont
         metarl train "$learner_config" --out "$run" --seed "$seed" --set "iterations=$iterations" \
             "${extra[@]}" --no-progress
     fi
-    # Re-scored only when best.pt is newer than its JSON (a resumed run may have a new best).
-    [[ $json -nt $run/best.pt ]] ||
+    # Re-scored only when best.pt is not the file its JSON scored (a resumed run may have a new best).
+    current "$json" "$run/best.pt" ||
         metarl evaluate "$run" --checkpoint best --tasks "$tasks" --steps 3 --json "$json"
 }
 
@@ -99,7 +112,7 @@ for kind in random pretrained oracle; do
     elif [[ ! -f $run/checkpoint.pt ]]; then
         metarl baseline "$kind" "$config" --out "$run" --timesteps "$ppo_steps"
     fi
-    [[ $results/$kind.json -nt $run/checkpoint.pt ]] ||
+    current "$results/$kind.json" "$run/checkpoint.pt" ||
         metarl evaluate "$run" --tasks "$tasks" --steps 3 --json "$results/$kind.json"
 done
 

@@ -170,6 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_step_size("--later-lr", args.later_lr, positive=False)  # <= 0: adapt_and_evaluate says it
     _output_file("--json", args.json, "result.json")
     config, policy = load_policy(args.run, which=args.checkpoint)
+    scored = _checkpoint_record(checkpoint_path(args.run, args.checkpoint))
     if args.adaptation is not None and kind_of(config.env) != "supervised":
         raise MetarlError(
             f"--adaptation {args.adaptation} applies to few-shot (supervised/) runs; "
@@ -193,7 +194,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         print(f"{config.env}: oracle on {args.tasks} held-out tasks (seed {args.seed})")
         print(f"return {result['mean_return'][0]:.2f} ± {result['stderr'][0]:.2f}")
-        _write_json(args.json, result)
+        _write_json(args.json, {**result, "checkpoint": scored})
         return 0
     if kind_of(config.env) == "supervised":
         from metarl.learners.base import load
@@ -216,7 +217,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{'steps':>5}  {'query ' + key[5:].replace('mse', 'MSE'):>12}  {'stderr':>8}")
         for k, mean, err in zip(result["steps"], result[key], result["stderr"], strict=True):
             print(f"{k:>5}  {mean:>12.3f}  {err:>8.3f}")
-        _write_json(args.json, result)
+        _write_json(args.json, {**result, "checkpoint": scored})
         return 0
     result = adapt_and_evaluate(
         policy,
@@ -235,7 +236,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{'steps':>5}  {'mean return':>12}  {'stderr':>8}")
     for k, mean, err in zip(result["steps"], result["mean_return"], result["stderr"], strict=True):
         print(f"{k:>5}  {mean:>12.2f}  {err:>8.2f}")
-    _write_json(args.json, result)
+    _write_json(args.json, {**result, "checkpoint": scored})
     return 0
 
 
@@ -309,6 +310,18 @@ def _output_file(flag: str, path: str | None, example: str, suffixes: tuple[str,
         like = str(out.with_suffix("." + suffixes[0]))
         raise MetarlError(f"{flag} {path!r} {got}; name a {shown} file, e.g. {like!r}")
     return out
+
+
+def _checkpoint_record(file: Path) -> dict[str, str]:
+    """The file an evaluation scores and its SHA-256, kept in the result: file times do not
+    survive a clone, so this is what tells a later script whether the result is still current."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"file": str(file), "sha256": digest.hexdigest()}
 
 
 def _write_json(path: str | None, result: dict) -> None:

@@ -1,5 +1,6 @@
 """The metarl command: training writes a run, evaluate writes JSON, user errors exit 2."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def test_train_writes_config_events_and_checkpoint_then_evaluate_writes_json(tmp
     assert len(result["per_task_returns"]) == 4 and all(len(r) == 3 for r in result["per_task_returns"])
     assert all(r < 0 for r in result["mean_return"])
     assert result["lr"] == 0.1 and result["later_lr"] == 0.05  # the paper's protocol by default
+    digest = hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()
+    assert result["checkpoint"] == {"file": str(run / "checkpoint.pt"), "sha256": digest}
     assert main(args) == 0  # same seed, same held-out tasks, same numbers
     assert json.loads(out.read_text())["mean_return"] == result["mean_return"]
 

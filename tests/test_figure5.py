@@ -59,6 +59,9 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 1
     baselines = {kind: (runs / kind / "checkpoint.pt").read_bytes() for kind in ("random", "pretrained")}
     scored = {kind: (results / f"{kind}.json").stat().st_mtime_ns for kind in ("random", "pretrained")}
+    for kind in ("random", "pretrained"):  # as after a clone: each checkpoint newer than its JSON
+        later = (results / f"{kind}.json").stat().st_mtime_ns + 10**9
+        os.utime(runs / kind / "checkpoint.pt", ns=(later, later))
 
     # An oracle interrupted after its first PPO update: the second call continues it.
     oracle = runs / "oracle"
@@ -83,7 +86,7 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
     assert (results / "oracle.json").stat().st_mtime_ns > (oracle / "checkpoint.pt").stat().st_mtime_ns
     for kind, before in baselines.items():
         assert (runs / kind / "checkpoint.pt").read_bytes() == before, kind
-        # Not re-scored: the JSON is newer than the checkpoint it scored.
+        # Not re-scored: the JSON names this checkpoint's SHA-256, whatever the file times say.
         assert (results / f"{kind}.json").stat().st_mtime_ns == scored[kind], kind
     maml = results / "maml_trpo_seed0.json"
     assert maml.stat().st_mtime_ns > (run / "best.pt").stat().st_mtime_ns  # re-scored if best.pt moved
