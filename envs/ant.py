@@ -103,16 +103,37 @@ def with_contact_force_sensor(path: str) -> mujoco.MjModel:
 
 
 class _AntTaskEnv(AntEnv):
-    """Shared model, step and costs of the ant families; subclasses define task and reward."""
+    """Shared model, step and costs of the ant families; subclasses define task and reward.
+
+    Gymnasium's ``healthy_reward`` sets the survival bonus, paid on every step, the last one
+    included, as in the authors' envs (default: the family's, ``survive_reward``; PEARL and ProMP
+    give ant-dir 1.0). The reward's other weights are the family's own, and an unhealthy ant
+    always ends its episode, so ``forward_reward_weight`` and ``terminate_when_unhealthy=False``
+    are refused rather than ignored.
+    """
 
     _task: Any
     default_task: Any = None
-    survive_reward = SURVIVE_REWARD
+    #: The family's survival bonus per step, unless ``healthy_reward`` is given.
+    survive_reward: float = SURVIVE_REWARD
 
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
+        name = type(self).__name__
+        if "forward_reward_weight" in kwargs:
+            raise ValueError(
+                f"{name} computes its reward from the task, so forward_reward_weight="
+                f"{kwargs['forward_reward_weight']!r} would not be used; remove it"
+            )
+        if not kwargs.get("terminate_when_unhealthy", True):
+            raise ValueError(
+                f"{name} ends an episode when the ant is unhealthy, as the paper's does; "
+                "terminate_when_unhealthy=False is not supported"
+            )
         super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, contact_cost_weight=CONTACT_COST_WEIGHT, **kwargs)
         # Gymnasium's arguments that the step and the batched twin use.
         settings = init_kwargs(AntEnv, kwargs)
+        if "healthy_reward" in kwargs:
+            self.survive_reward = float(kwargs["healthy_reward"])
         #: Id of the body whose position is measured (the torso by default).
         self.main_body: int = self.model.body(settings["main_body"]).id
         self.healthy_z_range: tuple[float, float] = settings["healthy_z_range"]

@@ -65,6 +65,11 @@ class _HalfCheetahTaskEnv(HalfCheetahEnv):
     _task: Any
 
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
+        if "forward_reward_weight" in kwargs:  # refused rather than ignored
+            raise ValueError(
+                f"{type(self).__name__} computes its reward from the task, so forward_reward_weight="
+                f"{kwargs['forward_reward_weight']!r} would not be used; remove it"
+            )
         super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, **kwargs)
         #: Scale of the reset noise (Gymnasium's argument), which the batched twin draws too.
         settings = init_kwargs(HalfCheetahEnv, kwargs)

@@ -95,6 +95,8 @@ def test_ant_contact_forces_and_terminations_match_the_single_env():
             {"main_body": "torso", "contact_force_range": (-0.4, 0.6), "reset_noise_scale": 0.2},
         ),
         ("metarl/AntDir-v0", {"frame_skip": 2}),  # the ant configs' 0.02 s per action
+        ("metarl/AntDir-v0", {"healthy_reward": 1.0}),  # PEARL's and ProMP's survival bonus
+        ("metarl/AntGoal-v0", {"healthy_reward": 0.5}),
         ("metarl/HalfCheetahVel-v0", {"reset_noise_scale": 0.3}),
         ("metarl/HalfCheetahRandParams-v0", {"forward_reward_weight": -1.5, "ctrl_cost_weight": 0.3}),
         (

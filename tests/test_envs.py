@@ -141,6 +141,35 @@ def test_ant_rewards_follow_the_paper():
         assert not truncated and env.spec.max_episode_steps == 200
 
 
+@pytest.mark.parametrize("env_id", ["metarl/AntVel-v0", "metarl/AntDir-v0", "metarl/AntGoal-v0"])
+def test_ant_healthy_reward_sets_the_survival_bonus_of_every_step(env_id):
+    default = {"metarl/AntVel-v0": 0.05, "metarl/AntDir-v0": 0.05, "metarl/AntGoal-v0": 0.0}[env_id]
+    envs = [gym.make(env_id), gym.make(env_id, healthy_reward=1.0)]
+    for env in envs:
+        env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    done = False
+    while not done:  # to the step that ends the episode, paid the bonus too
+        action = rng.uniform(-1, 1, size=8)
+        (_, plain, terminated, truncated, _), (_, bonus, *flags, _) = (e.step(action) for e in envs)
+        assert flags == [terminated, truncated]
+        assert bonus - plain == pytest.approx(1.0 - default, abs=1e-12)
+        done = terminated or truncated
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs, phrase",
+    [
+        ("metarl/AntDir-v0", {"forward_reward_weight": 2.0}, "forward_reward_weight=2.0 would not be used"),
+        ("metarl/HalfCheetahVel-v0", {"forward_reward_weight": 2.0}, "forward_reward_weight=2.0 would not"),
+        ("metarl/AntVel-v0", {"terminate_when_unhealthy": False}, "terminate_when_unhealthy=False is not"),
+    ],
+)
+def test_family_arguments_it_would_ignore_are_refused(env_id, kwargs, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        gym.make(env_id, **kwargs)
+
+
 def test_ant_contact_forces_are_those_of_the_stepped_state():
     # cfrc_ext after a step equals mj_forward + mj_rnePostConstraint on the state before the
     # last substep (not Gymnasium's post-integration call).
