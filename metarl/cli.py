@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -169,6 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_step_size("--lr", args.lr, positive=True)
     _check_step_size("--later-lr", args.later_lr, positive=False)  # <= 0: adapt_and_evaluate says it
     _output_file("--json", args.json, "result.json")
+    env_kwargs = _evaluation_env_kwargs(args.set or [])
     config, policy = load_policy(args.run, which=args.checkpoint)
     scored = _checkpoint_record(checkpoint_path(args.run, args.checkpoint))
     if args.adaptation is not None and kind_of(config.env) != "supervised":
@@ -176,6 +178,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"--adaptation {args.adaptation} applies to few-shot (supervised/) runs; "
             f"{args.run} trained on {config.env}"
         )
+    if env_kwargs:
+        if kind_of(config.env) == "supervised":
+            raise MetarlError(f"--set env_kwargs.* applies to RL runs; {args.run} trained on {config.env}")
+        config = dataclasses.replace(config, env_kwargs={**config.env_kwargs, **env_kwargs})
+        from metarl.sampling.local import make_vector_env
+
+        # An argument the env refuses: one line now, not after the first lines of the evaluation.
+        make_vector_env(config.env, 1, config.horizon, num_threads=1, **config.env_kwargs).close()
     method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
     iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
     if args.device:
@@ -310,6 +320,23 @@ def _output_file(flag: str, path: str | None, example: str, suffixes: tuple[str,
         like = str(out.with_suffix("." + suffixes[0]))
         raise MetarlError(f"{flag} {path!r} {got}; name a {shown} file, e.g. {like!r}")
     return out
+
+
+def _evaluation_env_kwargs(overrides: list[str]) -> dict[str, Any]:
+    """``evaluate --set env_kwargs.KEY=VALUE``: env arguments that replace the run's for the
+    held-out tasks, e.g. scoring a policy trained with a shaped reward on the paper's reward."""
+    from metarl.config import given_keys, parse_overrides
+
+    parsed = parse_overrides(overrides)
+    other = [key for key in given_keys(parsed) if key != "env_kwargs"]
+    if other:
+        raise MetarlError(
+            f"evaluate --set takes env_kwargs.KEY=VALUE (the env the held-out tasks run in), got {other[0]!r}"
+        )
+    env_kwargs = parsed.get("env_kwargs", {})
+    if not isinstance(env_kwargs, dict):
+        raise MetarlError(f"evaluate --set takes env_kwargs.KEY=VALUE, got env_kwargs={env_kwargs!r}")
+    return env_kwargs
 
 
 def _checkpoint_record(file: Path) -> dict[str, str]:
@@ -587,6 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     ev.add_argument("--device", help="where the adaptation steps run: auto, cpu, cuda or cuda:N")
     ev.add_argument("--json", help="write the results as JSON here")
+    ev.add_argument(
+        "--set",
+        action="append",
+        metavar="env_kwargs.KEY=VALUE",
+        help="RL runs: an env argument for the held-out tasks in place of the run's "
+        "(e.g. env_kwargs.healthy_reward=0.05); the JSON records the env_kwargs used",
+    )
     ev.set_defaults(func=_evaluate)
 
     envs = sub.add_parser("envs", help="list the registered task families", parents=[common])

@@ -126,11 +126,14 @@ def adapt_and_evaluate(
     env_id: str | None = None,
     progress: bool = False,
     device: str | torch.device | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Adapt ``policy`` to ``num_tasks`` held-out tasks and record the return after each step.
 
     ``env_id`` (default: the config's env) evaluates on another family with the same
     observation and action spaces, e.g. a policy trained on one task distribution on another.
+    ``env_kwargs`` replace those of the config's env of the same names, e.g. to score a policy
+    meta-trained with a shaped reward on the paper's; the result records what the tasks ran with.
 
     Tasks come from a stream independent of training's for the same seed. Each step samples
     ``episodes_per_task`` fresh episodes with the current parameters, records their mean
@@ -150,6 +153,7 @@ def adapt_and_evaluate(
     if next(policy.parameters()).device != device:
         policy = copy.deepcopy(policy).to(device)
     env_id = env_id or config.env
+    env_kwargs = {**config.env_kwargs, **(env_kwargs or {})}
     sampler = Sampler(
         env_id,
         num_tasks,
@@ -157,7 +161,7 @@ def adapt_and_evaluate(
         config.horizon,
         # Held-out tasks run in this process on the C engine, the single env's exact twin.
         backend="auto" if config.sampler.backend in ("ray", "warp") else config.sampler.backend,
-        env_kwargs=config.env_kwargs,
+        env_kwargs=env_kwargs,
         num_threads=config.sampler.num_threads,
         rescale_actions=config.policy.rescale_actions,
         groups=config.sampler.groups,
@@ -182,6 +186,7 @@ def adapt_and_evaluate(
         "env_id": env_id,
         "method": getattr(policy, "method", config.algorithm),
         "trained_on": config.env,
+        "env_kwargs": env_kwargs,
         "num_tasks": num_tasks,
         "steps": list(range(steps + 1)),
         "mean_return": per_step.mean(axis=1).tolist(),

@@ -776,6 +776,7 @@ def evaluate_oracle(
     return {
         "env_id": config.env,
         "method": "oracle",
+        "env_kwargs": dict(config.env_kwargs),
         "num_tasks": num_tasks,
         "steps": [0],
         "mean_return": [float(r.mean())],

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+import metarl
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.trainer import Trainer
@@ -71,6 +73,29 @@ def test_train_writes_config_events_and_checkpoint_then_evaluate_writes_json(tmp
     assert result["checkpoint"] == {"file": str(run / "checkpoint.pt"), "sha256": digest}
     assert main(args) == 0  # same seed, same held-out tasks, same numbers
     assert json.loads(out.read_text())["mean_return"] == result["mean_return"]
+
+
+def test_evaluate_set_env_kwargs_runs_the_held_out_tasks_in_that_env(tmp_path, tiny_config, capsys):
+    # A tiny ant run; scored before adapting, the survival bonus is all that changes the returns.
+    config = tmp_path / "ant.yaml"
+    config.write_text(yaml.safe_dump({**_TINY, "env": "metarl/AntDir-v0", "iterations": 1}))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 0
+    args = ["evaluate", str(run), "--tasks", "2", "--steps", "0", "--json"]
+    assert main([*args, str(tmp_path / "paper.json")]) == 0
+    bonus = ["--set", "env_kwargs.healthy_reward=1.0"]
+    assert main([*args, str(tmp_path / "bonus.json"), *bonus]) == 0
+    paper, shaped = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("paper", "bonus"))
+    assert paper["env_kwargs"] == {} and shaped["env_kwargs"] == {"healthy_reward": 1.0}
+    gain = np.subtract(shaped["per_task_returns"], paper["per_task_returns"])
+    np.testing.assert_allclose(gain, 0.95 * _TINY["horizon"], rtol=1e-5)  # no ant falls in 12 steps
+    api = metarl.evaluate(run, num_tasks=2, steps=0, env_kwargs={"healthy_reward": 1.0})  # in Python
+    assert api["env_kwargs"] == {"healthy_reward": 1.0} and api["mean_return"] == shaped["mean_return"]
+    capsys.readouterr()
+    code = main([*args, str(tmp_path / "bad.json"), "--set", "env_kwargs.healthy_rewards=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "unknown argument 'healthy_rewards'" in err
+    assert not (tmp_path / "bad.json").exists()
 
 
 def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(tmp_path, tiny_config):

@@ -241,6 +241,9 @@ def test_a_user_env_that_raises_or_returns_a_bad_reward_in_the_check_is_one_line
         (["--seed", "-1"], "--seed: got -1, expected an integer from 0 to 4294967295"),
         (["--tasks", "0"], "need --tasks >= 1 and --steps >= 0, got 0 and 3"),
         (["--shots", "0"], "need --shots >= 1, got 0"),
+        (["--set", "inner.lr=0.5"], "evaluate --set takes env_kwargs.KEY=VALUE (the env the held-out"),
+        (["--set", "bogus=1"], "bogus"),
+        (["--set", "env_kwargs=3"], "evaluate --set takes env_kwargs.KEY=VALUE, got env_kwargs=3"),
     ],
 )
 def test_evaluate_refuses_bad_arguments_before_it_evaluates(
