@@ -133,7 +133,10 @@ class _AntTaskEnv(AntEnv):
         # Gymnasium's arguments that the step and the batched twin use.
         settings = init_kwargs(AntEnv, kwargs)
         if "healthy_reward" in kwargs:
-            self.survive_reward = float(kwargs["healthy_reward"])
+            bonus = kwargs["healthy_reward"]
+            if isinstance(bonus, bool) or not isinstance(bonus, (int, float)) or not np.isfinite(bonus):
+                raise ValueError(f"{name}: healthy_reward must be a finite number, got {bonus!r}")
+            self.survive_reward = float(bonus)
         #: Id of the body whose position is measured (the torso by default).
         self.main_body: int = self.model.body(settings["main_body"]).id
         self.healthy_z_range: tuple[float, float] = settings["healthy_z_range"]
@@ -183,7 +186,9 @@ class _AntTaskEnv(AntEnv):
 class AntVelEnv(_AntTaskEnv):
     """Ant that must run forward at a goal velocity drawn from U[0, 3]."""
 
-    task_distribution = "goal velocity ~ U[0, 3]; reward = -|v_x - goal| + 1.05 - ctrl - contact"
+    task_distribution = (
+        "goal velocity ~ U[0, 3]; reward = -|v_x - goal| + 1 + survive (0.05) - ctrl - contact"
+    )
     default_task = VelocityTask(velocity=1.5)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
@@ -201,7 +206,7 @@ class AntVelEnv(_AntTaskEnv):
 class AntDirEnv(_AntTaskEnv):
     """Ant that must run forward or backward, each with probability 1/2."""
 
-    task_distribution = "direction ~ {-1, +1} (p = 1/2); reward = dir * v_x + 0.05 - ctrl - contact"
+    task_distribution = "direction ~ {-1, +1} (p = 1/2); reward = dir * v_x + survive (0.05) - ctrl - contact"
     default_task = DirectionTask(direction=1)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:

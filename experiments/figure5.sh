@@ -44,16 +44,23 @@ jobs=${JOBS:-1}
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number >= 1, got '$jobs'" >&2; exit 2; }
 mkdir -p "$runs" "$results"
 
-current() {  # JSON CHECKPOINT: true when JSON exists and scored this very checkpoint file
+current() {  # JSON CHECKPOINT: true when JSON scored this very checkpoint file on $tasks tasks
     [[ -f $1 ]] || return 1
     # evaluate --json records the file's SHA-256 (file times do not survive a clone); a JSON
-    # written before it did is current when it is newer than the checkpoint.
-    python3 - "$1" "$2" <<'EOF'
+    # written before it did is current when it is newer than the checkpoint. Anything unreadable
+    # is not current: the evaluation runs again and says what is wrong.
+    python3 - "$1" "$2" "$tasks" <<'EOF' 2>/dev/null
 import hashlib, json, os, sys
-scored = json.load(open(sys.argv[1])).get("checkpoint", {}).get("sha256")
-if scored is None:
-    sys.exit(os.path.getmtime(sys.argv[1]) <= os.path.getmtime(sys.argv[2]))
-sys.exit(scored != hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest())
+try:
+    result = json.load(open(sys.argv[1]))
+    scored = (result.get("checkpoint") or {}).get("sha256")
+    if result["num_tasks"] != int(sys.argv[3]):
+        sys.exit(1)
+    if scored is None:
+        sys.exit(os.path.getmtime(sys.argv[1]) <= os.path.getmtime(sys.argv[2]))
+    sys.exit(scored != hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest())
+except Exception:
+    sys.exit(1)
 EOF
 }
 

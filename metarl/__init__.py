@@ -47,7 +47,8 @@ def evaluate(
     learner: Learner | str | Path, num_tasks: int = 40, steps: int = 3, seed: int = 0, **kwargs: Any
 ) -> dict[str, Any]:
     """Score a learner (or the checkpoint or run directory at a path) on ``num_tasks`` held-out
-    tasks after 0..``steps`` adaptation steps: the dict ``metarl evaluate --json`` writes."""
+    tasks after 0..``steps`` adaptation steps: the dict ``metarl evaluate --json`` writes, less
+    the ``checkpoint`` record that the command adds."""
     if not isinstance(learner, Learner):
         learner = load(learner)
     return learner.evaluate(num_tasks=num_tasks, steps=steps, seed=seed, **kwargs)

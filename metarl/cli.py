@@ -171,8 +171,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_step_size("--later-lr", args.later_lr, positive=False)  # <= 0: adapt_and_evaluate says it
     _output_file("--json", args.json, "result.json")
     env_kwargs = _evaluation_env_kwargs(args.set or [])
+    file = checkpoint_path(args.run, args.checkpoint)
+    before = _checkpoint_record(file) if file.is_file() else None  # else load_policy says why
     config, policy = load_policy(args.run, which=args.checkpoint)
-    scored = _checkpoint_record(checkpoint_path(args.run, args.checkpoint))
+    scored = _checkpoint_record(file)
+    if scored != before:  # a run still training replaced it between the two reads
+        raise MetarlError(f"{scored['file']} was replaced while it was loaded; run evaluate again")
     if args.adaptation is not None and kind_of(config.env) != "supervised":
         raise MetarlError(
             f"--adaptation {args.adaptation} applies to few-shot (supervised/) runs; "
@@ -185,7 +189,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from metarl.sampling.local import make_vector_env
 
         # An argument the env refuses: one line now, not after the first lines of the evaluation.
-        make_vector_env(config.env, 1, config.horizon, num_threads=1, **config.env_kwargs).close()
+        make_vector_env(args.env or config.env, 1, config.horizon, num_threads=1, **config.env_kwargs).close()
     method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
     iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
     if args.device:

@@ -656,8 +656,13 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = raw
         node = nested
         parts = key.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1], 1):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                whole = ".".join(parts[:depth])
+                raise ConfigError(
+                    f"--set {key}: {whole} was already set to {node!r} by another --set; give one of them"
+                )
         node[parts[-1]] = value
     return nested
 

@@ -98,6 +98,28 @@ def test_evaluate_set_env_kwargs_runs_the_held_out_tasks_in_that_env(tmp_path, t
     assert not (tmp_path / "bad.json").exists()
 
 
+def test_evaluate_refuses_a_checkpoint_replaced_while_it_was_loaded(
+    tmp_path, tiny_config, capsys, monkeypatch
+):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
+    import metarl.evaluation
+
+    load = metarl.evaluation.load_policy
+
+    def load_then_replace(*args, **kwargs):  # as a run still training writes its next checkpoint
+        loaded = load(*args, **kwargs)
+        (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes() + b"\0")
+        return loaded
+
+    monkeypatch.setattr(metarl.evaluation, "load_policy", load_then_replace)
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--tasks", "2", "--steps", "1", "--json", str(out)]) == 2
+    assert "was replaced while it was loaded; run evaluate again" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(tmp_path, tiny_config):
     config = load_config(tiny_config, ["iterations=3"])
     full = Trainer(config, tmp_path / "full", progress=False)

@@ -142,9 +142,15 @@ def test_ant_rewards_follow_the_paper():
 
 
 @pytest.mark.parametrize("env_id", ["metarl/AntVel-v0", "metarl/AntDir-v0", "metarl/AntGoal-v0"])
-def test_ant_healthy_reward_sets_the_survival_bonus_of_every_step(env_id):
+@pytest.mark.parametrize("z_range, ending", [((0.2, 1.0), "truncated"), ((0.2, 0.6), "terminated")])
+def test_ant_healthy_reward_sets_the_survival_bonus_of_every_step(env_id, z_range, ending):
+    # With the torso's start (z = 0.75) above 0.6, the ant is unhealthy on its first step.
     default = {"metarl/AntVel-v0": 0.05, "metarl/AntDir-v0": 0.05, "metarl/AntGoal-v0": 0.0}[env_id]
-    envs = [gym.make(env_id), gym.make(env_id, healthy_reward=1.0)]
+    # The family's own bonus (healthy_reward not given) against 1.0.
+    envs = [
+        gym.make(env_id, healthy_z_range=z_range),
+        gym.make(env_id, healthy_z_range=z_range, healthy_reward=1.0),
+    ]
     for env in envs:
         env.reset(seed=3)
     rng = np.random.default_rng(0)
@@ -155,6 +161,7 @@ def test_ant_healthy_reward_sets_the_survival_bonus_of_every_step(env_id):
         assert flags == [terminated, truncated]
         assert bonus - plain == pytest.approx(1.0 - default, abs=1e-12)
         done = terminated or truncated
+    assert {"truncated": truncated, "terminated": terminated}[ending]
 
 
 @pytest.mark.parametrize(
@@ -163,6 +170,12 @@ def test_ant_healthy_reward_sets_the_survival_bonus_of_every_step(env_id):
         ("metarl/AntDir-v0", {"forward_reward_weight": 2.0}, "forward_reward_weight=2.0 would not be used"),
         ("metarl/HalfCheetahVel-v0", {"forward_reward_weight": 2.0}, "forward_reward_weight=2.0 would not"),
         ("metarl/AntVel-v0", {"terminate_when_unhealthy": False}, "terminate_when_unhealthy=False is not"),
+        (
+            "metarl/AntDir-v0",
+            {"healthy_reward": float("nan")},
+            "healthy_reward must be a finite number, got nan",
+        ),
+        ("metarl/AntGoal-v0", {"healthy_reward": True}, "healthy_reward must be a finite number, got True"),
     ],
 )
 def test_family_arguments_it_would_ignore_are_refused(env_id, kwargs, phrase):

@@ -244,6 +244,7 @@ def test_a_user_env_that_raises_or_returns_a_bad_reward_in_the_check_is_one_line
         (["--set", "inner.lr=0.5"], "evaluate --set takes env_kwargs.KEY=VALUE (the env the held-out"),
         (["--set", "bogus=1"], "bogus"),
         (["--set", "env_kwargs=3"], "evaluate --set takes env_kwargs.KEY=VALUE, got env_kwargs=3"),
+        (["--set", "env_kwargs=3", "--set", "env_kwargs.x=1"], "env_kwargs was already set to 3 by another"),
     ],
 )
 def test_evaluate_refuses_bad_arguments_before_it_evaluates(

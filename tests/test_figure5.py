@@ -1,6 +1,7 @@
 """experiments/figure5.sh, the script behind the README's results rows: it builds a task's
 reproduction end to end, and a second call continues (and here extends) the runs it finds."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -90,6 +91,24 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
         assert (results / f"{kind}.json").stat().st_mtime_ns == scored[kind], kind
     maml = results / "maml_trpo_seed0.json"
     assert maml.stat().st_mtime_ns > (run / "best.pt").stat().st_mtime_ns  # re-scored if best.pt moved
+
+    # A third call re-scores what does not describe the checkpoint there now, whatever file times say.
+    def edit(name: str, change) -> None:
+        result = json.loads((results / name).read_text())
+        change(result)
+        (results / name).write_text(json.dumps(result))
+
+    edit("maml_trpo_seed0.json", lambda r: r["checkpoint"].update(sha256="0" * 64))  # another best.pt
+    edit("random.json", lambda r: r.pop("checkpoint"))  # written before the record: file times decide
+    edit("pretrained.json", lambda r: r.pop("checkpoint"))
+    older = (runs / "random" / "checkpoint.pt").stat().st_mtime_ns - 10**9
+    os.utime(results / "random.json", ns=(older, older))
+    written = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
+    _figure5(tmp_path, iterations=2, seeds="0 1")
+    again = {name for name, t in written.items() if (results / name).stat().st_mtime_ns != t}
+    assert again == {"maml_trpo_seed0.json", "random.json"}
+    digest = hashlib.sha256((run / "best.pt").read_bytes()).hexdigest()
+    assert json.loads(maml.read_text())["checkpoint"]["sha256"] == digest
 
 
 def test_figure5_with_jobs_finishes_the_other_seeds_and_fails_naming_the_seed_that_failed(tmp_path):
