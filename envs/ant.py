@@ -42,6 +42,7 @@ from metarl_envs.base import (
     control_cost,
     init_kwargs,
     isfinite,
+    refuse_forward_reward_weight,
 )
 from metarl_envs.batched import MujocoBatchVectorEnv, MujocoTwin
 from metarl_envs.warp import WarpVectorEnv
@@ -119,11 +120,7 @@ class _AntTaskEnv(AntEnv):
 
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
         name = type(self).__name__
-        if "forward_reward_weight" in kwargs:
-            raise ValueError(
-                f"{name} computes its reward from the task, so forward_reward_weight="
-                f"{kwargs['forward_reward_weight']!r} would not be used; remove it"
-            )
+        refuse_forward_reward_weight(name, kwargs)
         if not kwargs.get("terminate_when_unhealthy", True):
             raise ValueError(
                 f"{name} ends an episode when the ant is unhealthy, as the paper's does; "

@@ -70,6 +70,16 @@ class PhysicsTask:
 
 
 # --- helpers shared by the families -----------------------------------------------------------
+def refuse_forward_reward_weight(name: str, kwargs: dict[str, Any]) -> None:
+    """Refuse Gymnasium's ``forward_reward_weight``, which a family whose reward comes from its
+    task would otherwise ignore."""
+    if "forward_reward_weight" in kwargs:
+        raise ValueError(
+            f"{name} computes its reward from the task, so forward_reward_weight="
+            f"{kwargs['forward_reward_weight']!r} would not be used; remove it"
+        )
+
+
 def init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``cls.__init__`` runs with when given ``kwargs``: its defaults,
     updated by ``kwargs``.

@@ -24,7 +24,14 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-from metarl_envs.base import DirectionTask, VelocityTask, check_n, control_cost, init_kwargs
+from metarl_envs.base import (
+    DirectionTask,
+    VelocityTask,
+    check_n,
+    control_cost,
+    init_kwargs,
+    refuse_forward_reward_weight,
+)
 from metarl_envs.batched import MujocoBatchVectorEnv, MujocoTwin
 from metarl_envs.warp import WarpVectorEnv
 
@@ -65,11 +72,7 @@ class _HalfCheetahTaskEnv(HalfCheetahEnv):
     _task: Any
 
     def __init__(self, task: Any = None, **kwargs: Any) -> None:
-        if "forward_reward_weight" in kwargs:  # refused rather than ignored
-            raise ValueError(
-                f"{type(self).__name__} computes its reward from the task, so forward_reward_weight="
-                f"{kwargs['forward_reward_weight']!r} would not be used; remove it"
-            )
+        refuse_forward_reward_weight(type(self).__name__, kwargs)
         super().__init__(ctrl_cost_weight=CTRL_COST_WEIGHT, **kwargs)
         #: Scale of the reset noise (Gymnasium's argument), which the batched twin draws too.
         settings = init_kwargs(HalfCheetahEnv, kwargs)
