@@ -46,19 +46,23 @@ mkdir -p "$runs" "$results"
 
 current() {  # JSON CHECKPOINT: true when JSON scored this very checkpoint file on $tasks tasks
     [[ -f $1 ]] || return 1
-    # evaluate --json records the file's SHA-256 (file times do not survive a clone); a JSON
-    # written before it did is current when it is newer than the checkpoint. Anything unreadable
-    # is not current: the evaluation runs again and says what is wrong.
+    # evaluate --json records the file's SHA-256 (file times do not survive a clone), and that of
+    # a PPO baseline's ppo.zip beside it; a JSON written before it did is current when it is newer
+    # than those files. Anything unreadable is not current: the evaluation runs again and says why.
     python3 - "$1" "$2" "$tasks" <<'EOF' 2>/dev/null
 import hashlib, json, os, sys
+def same(record, path):
+    if record is None:
+        return os.path.getmtime(sys.argv[1]) > os.path.getmtime(path)
+    return record["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
 try:
     result = json.load(open(sys.argv[1]))
-    scored = (result.get("checkpoint") or {}).get("sha256")
-    if result["num_tasks"] != int(sys.argv[3]):
+    checkpoint = result.get("checkpoint")
+    ppo = os.path.join(os.path.dirname(sys.argv[2]), "ppo.zip")
+    if result["num_tasks"] != int(sys.argv[3]) or not same(checkpoint, sys.argv[2]):
         sys.exit(1)
-    if scored is None:
-        sys.exit(os.path.getmtime(sys.argv[1]) <= os.path.getmtime(sys.argv[2]))
-    sys.exit(scored != hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest())
+    sys.exit(os.path.basename(sys.argv[2]) == "checkpoint.pt" and os.path.isfile(ppo)
+             and not same(checkpoint and checkpoint.get("ppo"), ppo))
 except Exception:
     sys.exit(1)
 EOF

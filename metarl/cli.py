@@ -343,16 +343,26 @@ def _evaluation_env_kwargs(overrides: list[str]) -> dict[str, Any]:
     return env_kwargs
 
 
-def _checkpoint_record(file: Path) -> dict[str, str]:
+def _checkpoint_record(file: Path) -> dict[str, Any]:
     """The file an evaluation scores and its SHA-256, kept in the result: file times do not
-    survive a clone, so this is what tells a later script whether the result is still current."""
+    survive a clone, so this is what tells a later script whether the result is still current.
+    A PPO baseline's policy is its ``ppo.zip`` beside ``checkpoint.pt``: that file's record is
+    added as ``"ppo"``."""
     import hashlib
 
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"file": str(file), "sha256": digest.hexdigest()}
+    from metarl.reference_methods import PPO_FILE
+
+    def record(path: Path) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return {"file": str(path), "sha256": digest.hexdigest()}
+
+    scored = record(file)
+    if file.name == "checkpoint.pt" and (file.parent / PPO_FILE).is_file():
+        scored["ppo"] = record(file.parent / PPO_FILE)
+    return scored
 
 
 def _write_json(path: str | None, result: dict) -> None:

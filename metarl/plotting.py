@@ -217,9 +217,26 @@ def compare_table(results: list[dict[str, Any]]) -> str:
     envs = sorted({r.get("env_id", "?") for r in results})
     tasks = sorted({r.get("num_tasks", 0) for r in results})
     lines.append(f"env {', '.join(envs)}; held-out tasks {', '.join(map(str, tasks))}")
+    differ = _env_kwargs_groups(results, labels)
+    if differ:
+        lines.append(f"warning: scored with different env arguments, not comparable: {differ}")
     if scores:
         lines.append("score = (R_k - R_random(0)) / (R_oracle - R_random(0))" + (f"; {note}" if note else ""))
     return "\n".join(lines)
+
+
+def _env_kwargs_groups(results: list[dict[str, Any]], labels: list[str]) -> str:
+    """Which results were scored with which env arguments (``evaluate --set env_kwargs.*``, or a
+    config's own), as ``{...} (a, b); {...} (c)``, when those recorded differ; else ``""``.
+    Results written before ``evaluate`` recorded them are left out: unknown is not different."""
+    groups: dict[str, list[str]] = {}
+    for label, r in zip(labels, results, strict=True):
+        if isinstance(r.get("env_kwargs"), dict):
+            key = json.dumps(r["env_kwargs"], sort_keys=True)
+            groups.setdefault(key, []).append(label)
+    if len(groups) < 2:
+        return ""
+    return "; ".join(f"{key} ({', '.join(names)})" for key, names in groups.items())
 
 
 MAX_TASK_GROUPS = 10

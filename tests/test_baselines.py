@@ -1,5 +1,6 @@
 """The random, pretrained and oracle baselines: built by `metarl baseline`, evaluated like MAML."""
 
+import hashlib
 import json
 
 import gymnasium as gym
@@ -106,6 +107,13 @@ def test_baselines_build_run_directories_that_evaluate_and_compare(tmp_path, cap
         assert len(result["mean_return"]) == (1 if kind == "oracle" else 2)
         if kind == "oracle":  # sampled actions, like every other method, unless --deterministic
             assert result["deterministic"] is False
+        # The record that tells whether the result is current covers PPO's policy file too.
+        ppo = out / "ppo.zip"
+        if kind == "random":
+            assert not ppo.exists() and "ppo" not in result["checkpoint"]
+        else:
+            digest = hashlib.sha256(ppo.read_bytes()).hexdigest()
+            assert result["checkpoint"]["ppo"] == {"file": str(ppo), "sha256": digest}
         results.append(str(js))
     capsys.readouterr()
     assert main(["compare", *results]) == 0

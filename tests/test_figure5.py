@@ -89,6 +89,8 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
         assert (runs / kind / "checkpoint.pt").read_bytes() == before, kind
         # Not re-scored: the JSON names this checkpoint's SHA-256, whatever the file times say.
         assert (results / f"{kind}.json").stat().st_mtime_ns == scored[kind], kind
+    zip_digest = hashlib.sha256((oracle / "ppo.zip").read_bytes()).hexdigest()
+    assert json.loads((results / "oracle.json").read_text())["checkpoint"]["ppo"]["sha256"] == zip_digest
     maml = results / "maml_trpo_seed0.json"
     assert maml.stat().st_mtime_ns > (run / "best.pt").stat().st_mtime_ns  # re-scored if best.pt moved
 
@@ -101,12 +103,13 @@ def test_figure5_writes_every_output_then_extends_its_runs_and_keeps_the_baselin
     edit("maml_trpo_seed0.json", lambda r: r["checkpoint"].update(sha256="0" * 64))  # another best.pt
     edit("random.json", lambda r: r.pop("checkpoint"))  # written before the record: file times decide
     edit("pretrained.json", lambda r: r.pop("checkpoint"))
+    edit("oracle.json", lambda r: r["checkpoint"]["ppo"].update(sha256="0" * 64))  # another ppo.zip
     older = (runs / "random" / "checkpoint.pt").stat().st_mtime_ns - 10**9
     os.utime(results / "random.json", ns=(older, older))
     written = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
     _figure5(tmp_path, iterations=2, seeds="0 1")
     again = {name for name, t in written.items() if (results / name).stat().st_mtime_ns != t}
-    assert again == {"maml_trpo_seed0.json", "random.json"}
+    assert again == {"maml_trpo_seed0.json", "random.json", "oracle.json"}
     digest = hashlib.sha256((run / "best.pt").read_bytes()).hexdigest()
     assert json.loads(maml.read_text())["checkpoint"]["sha256"] == digest
 

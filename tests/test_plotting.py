@@ -57,6 +57,32 @@ def test_compare_prints_every_method_with_normalized_scores(tmp_path, capsys):
     )
 
 
+def test_compare_warns_when_results_were_scored_with_different_env_arguments(tmp_path, capsys):
+    paths = [
+        _result(tmp_path, "maml_trpo", [-40.0, -12.0]),
+        _result(tmp_path, "random", [-50.0, -45.0]),
+        _result(tmp_path, "oracle", [-5.0]),
+    ]
+    assert main(["compare", *map(str, paths)]) == 0
+    assert "warning" not in capsys.readouterr().out  # nothing recorded: unknown is not different
+
+    def record(path, env_kwargs):
+        result = json.loads(path.read_text())
+        path.write_text(json.dumps({**result, "env_kwargs": env_kwargs}))
+
+    record(paths[0], {"healthy_reward": 1.0})
+    record(paths[1], {})
+    assert main(["compare", *map(str, paths)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
+    assert warnings == [
+        "warning: scored with different env arguments, not comparable: "
+        '{"healthy_reward": 1.0} (maml_trpo); {} (random)'
+    ]
+    record(paths[1], {"healthy_reward": 1.0})  # the same arguments everywhere recorded: no warning
+    assert main(["compare", *map(str, paths)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_scores_that_round_to_zero_print_without_a_minus_sign(tmp_path, capsys):
     paths = [
         _result(tmp_path, "pretrained", [-50.1, -50.2]),
