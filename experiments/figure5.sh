@@ -61,6 +61,8 @@ try:
     ppo = os.path.join(os.path.dirname(sys.argv[2]), "ppo.zip")
     if result["num_tasks"] != int(sys.argv[3]) or not same(checkpoint, sys.argv[2]):
         sys.exit(1)
+    if checkpoint and checkpoint.get("ppo") and not os.path.isfile(ppo):
+        sys.exit(1)  # the ppo.zip it scored is gone
     sys.exit(os.path.basename(sys.argv[2]) == "checkpoint.pt" and os.path.isfile(ppo)
              and not same(checkpoint and checkpoint.get("ppo"), ppo))
 except Exception:

@@ -175,8 +175,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     before = _checkpoint_record(file) if file.is_file() else None  # else load_policy says why
     config, policy = load_policy(args.run, which=args.checkpoint)
     scored = _checkpoint_record(file)
-    if scored != before:  # a run still training replaced it between the two reads
-        raise MetarlError(f"{scored['file']} was replaced while it was loaded; run evaluate again")
+    _check_unchanged(before, scored)
     if args.adaptation is not None and kind_of(config.env) != "supervised":
         raise MetarlError(
             f"--adaptation {args.adaptation} applies to few-shot (supervised/) runs; "
@@ -206,6 +205,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = evaluate_oracle(
             args.run, config, args.tasks, args.seed, args.episodes, deterministic=args.deterministic
         )
+        _check_unchanged(scored, _checkpoint_record(file))  # it reads both files again, later
         print(f"{config.env}: oracle on {args.tasks} held-out tasks (seed {args.seed})")
         print(f"return {result['mean_return'][0]:.2f} ± {result['stderr'][0]:.2f}")
         _write_json(args.json, {**result, "checkpoint": scored})
@@ -363,6 +363,20 @@ def _checkpoint_record(file: Path) -> dict[str, Any]:
     if file.name == "checkpoint.pt" and (file.parent / PPO_FILE).is_file():
         scored["ppo"] = record(file.parent / PPO_FILE)
     return scored
+
+
+def _check_unchanged(before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    """Refuse (one line) a result whose checkpoint, or PPO baseline's ``ppo.zip``, a run still
+    training replaced between two reads: what was scored would not be what the JSON records."""
+    if before is None or before == after:
+        return
+    changed = [
+        r["file"]
+        for r, old in ((after, before), (after.get("ppo"), before.get("ppo")))
+        if r is not None and (old is None or r["sha256"] != old["sha256"])
+    ]
+    names = " and ".join(changed) or after["file"]
+    raise MetarlError(f"{names} was replaced while it was loaded; run evaluate again")
 
 
 def _write_json(path: str | None, result: dict) -> None:

@@ -195,7 +195,7 @@ def _format_rows(header: list[str], rows: list[list[str]]) -> list[str]:
 def compare_table(results: list[dict[str, Any]]) -> str:
     """Plain-text table: one row per result (labelled by :func:`result_labels`), mean ± standard
     error after each step, and the normalized score of each step when random and oracle
-    results are among them."""
+    results are among them; a warning line when they recorded different env arguments."""
     steps = max(len(r["steps"]) for r in results)
     labels = result_labels(results)
     scores, note = _scores(results, labels)
@@ -232,7 +232,7 @@ def _env_kwargs_groups(results: list[dict[str, Any]], labels: list[str]) -> str:
     groups: dict[str, list[str]] = {}
     for label, r in zip(labels, results, strict=True):
         if isinstance(r.get("env_kwargs"), dict):
-            key = json.dumps(r["env_kwargs"], sort_keys=True)
+            key = json.dumps(r["env_kwargs"], sort_keys=True, default=repr)
             groups.setdefault(key, []).append(label)
     if len(groups) < 2:
         return ""

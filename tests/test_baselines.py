@@ -122,6 +122,32 @@ def test_baselines_build_run_directories_that_evaluate_and_compare(tmp_path, cap
     assert main(["baseline", "random", str(config), "--out", str(tmp_path / "random")]) == 2  # exists
 
 
+def test_evaluate_refuses_an_oracle_whose_ppo_zip_was_replaced_while_it_was_scored(
+    tmp_path, capsys, monkeypatch
+):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "oracle"
+    args = ["baseline", "oracle", str(config), "--out", str(run), "--timesteps", "256", "--num-envs", "2"]
+    assert main(args) == 0
+    import metarl.reference_methods
+
+    load = metarl.reference_methods.load_oracle
+
+    def load_then_replace(*args, **kwargs):  # as a resumed PPO run writes its next ppo.zip
+        loaded = load(*args, **kwargs)
+        (run / "ppo.zip").write_bytes((run / "ppo.zip").read_bytes() + b"\0")
+        return loaded
+
+    monkeypatch.setattr(metarl.reference_methods, "load_oracle", load_then_replace)
+    capsys.readouterr()
+    out = tmp_path / "oracle.json"
+    assert main(["evaluate", str(run), "--tasks", "2", "--json", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the line saying what it scores
+    assert error == f"metarl: error: {run / 'ppo.zip'} was replaced while it was loaded; run evaluate again"
+    assert not out.exists()
+
+
 def _oracle_model(config, goal_seeking: bool):
     """An oracle PPO model for navigation: untrained (its episodes run to the horizon), or with
     its actor set to step straight to the goal it observes, so that its episodes end at the goal
