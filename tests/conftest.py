@@ -81,6 +81,19 @@ def interrupt_at_iteration(trainer, n: int) -> None:
     trainer.algorithm.train_iteration = interrupted
 
 
+def replace_after_loading(monkeypatch, module, name: str, file) -> None:
+    """Patch ``module.name`` (a loader) so that, once it has read, ``file`` gains a byte: as a
+    run still training writes its next checkpoint while an evaluation loads the last one."""
+    load = getattr(module, name)
+
+    def load_then_replace(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        file.write_bytes(file.read_bytes() + b"\0")
+        return loaded
+
+    monkeypatch.setattr(module, name, load_then_replace)
+
+
 @pytest.fixture
 def maml_problem():
     return tiny_maml()

@@ -25,6 +25,7 @@ from metarl.reference_methods import (
     train_ppo,
 )
 from metarl.sampling.local import Sampler
+from tests.conftest import replace_after_loading
 
 TINY = {
     "env": "metarl/Navigation2D-v0",
@@ -132,14 +133,8 @@ def test_evaluate_refuses_an_oracle_whose_ppo_zip_was_replaced_while_it_was_scor
     assert main(args) == 0
     import metarl.reference_methods
 
-    load = metarl.reference_methods.load_oracle
-
-    def load_then_replace(*args, **kwargs):  # as a resumed PPO run writes its next ppo.zip
-        loaded = load(*args, **kwargs)
-        (run / "ppo.zip").write_bytes((run / "ppo.zip").read_bytes() + b"\0")
-        return loaded
-
-    monkeypatch.setattr(metarl.reference_methods, "load_oracle", load_then_replace)
+    # As a resumed PPO run writes its next ppo.zip while the oracle is scored.
+    replace_after_loading(monkeypatch, metarl.reference_methods, "load_oracle", run / "ppo.zip")
     capsys.readouterr()
     out = tmp_path / "oracle.json"
     assert main(["evaluate", str(run), "--tasks", "2", "--json", str(out)]) == 2

@@ -16,7 +16,7 @@ from metarl.cli import main
 from metarl.config import load_config
 from metarl.trainer import Trainer
 from tests.conftest import TINY as _TINY
-from tests.conftest import interrupt_at_iteration
+from tests.conftest import interrupt_at_iteration, replace_after_loading
 
 TINY = dict(_TINY)
 
@@ -105,14 +105,7 @@ def test_evaluate_refuses_a_checkpoint_replaced_while_it_was_loaded(
     assert main(["train", str(tiny_config), "--out", str(run), "--no-progress"]) == 0
     import metarl.evaluation
 
-    load = metarl.evaluation.load_policy
-
-    def load_then_replace(*args, **kwargs):  # as a run still training writes its next checkpoint
-        loaded = load(*args, **kwargs)
-        (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes() + b"\0")
-        return loaded
-
-    monkeypatch.setattr(metarl.evaluation, "load_policy", load_then_replace)
+    replace_after_loading(monkeypatch, metarl.evaluation, "load_policy", run / "checkpoint.pt")
     capsys.readouterr()
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(run), "--tasks", "2", "--steps", "1", "--json", str(out)]) == 2
