@@ -228,15 +228,27 @@ def compare_table(results: list[dict[str, Any]]) -> str:
 def _env_kwargs_groups(results: list[dict[str, Any]], labels: list[str]) -> str:
     """Which results were scored with which env arguments (``evaluate --set env_kwargs.*``, or a
     config's own), as ``{...} (a, b); {...} (c)``, when those recorded differ; else ``""``.
-    Results written before ``evaluate`` recorded them are left out: unknown is not different."""
+    Results written before ``evaluate`` recorded them are left out: unknown is not different.
+    Numbers compare by value (``1`` and ``1.0`` agree, as they do in the env)."""
     groups: dict[str, list[str]] = {}
     for label, r in zip(labels, results, strict=True):
         if isinstance(r.get("env_kwargs"), dict):
-            key = json.dumps(r["env_kwargs"], sort_keys=True, default=repr)
+            key = json.dumps(_as_floats(r["env_kwargs"]), sort_keys=True, default=repr)
             groups.setdefault(key, []).append(label)
     if len(groups) < 2:
         return ""
     return "; ".join(f"{key} ({', '.join(names)})" for key, names in groups.items())
+
+
+def _as_floats(value: Any) -> Any:
+    """``value`` with every number that is not a bool written as a float, inside lists and dicts."""
+    if isinstance(value, dict):
+        return {k: _as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 MAX_TASK_GROUPS = 10

@@ -78,9 +78,12 @@ def test_compare_warns_when_results_were_scored_with_different_env_arguments(tmp
         "warning: scored with different env arguments, not comparable: "
         '{"healthy_reward": 1.0} (maml_trpo); {} (random)'
     ]
-    record(paths[1], {"healthy_reward": 1.0})  # the same arguments everywhere recorded: no warning
+    record(paths[1], {"healthy_reward": 1})  # the same arguments everywhere recorded: no warning
     assert main(["compare", *map(str, paths)]) == 0
     assert "warning" not in capsys.readouterr().out
+    record(paths[1], {"healthy_reward": True})  # a bool is not the number 1
+    assert main(["compare", *map(str, paths)]) == 0
+    assert "warning" in capsys.readouterr().out
 
 
 def test_scores_that_round_to_zero_print_without_a_minus_sign(tmp_path, capsys):
