@@ -119,6 +119,8 @@ def _train(args: argparse.Namespace) -> int:
             spec = resolve_env_id(config.env)
             if not spec.id.startswith("metarl/"):  # a user's env: check the task protocol first
                 check_task_env(make_env(config.env, **config.env_kwargs))
+                if config.eval_env_kwargs:  # validation's and evaluate's env, too
+                    check_task_env(make_env(config.env, **config.scoring_env_kwargs()))
         out = (
             Path(args.out)
             if args.out
@@ -159,6 +161,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metarl.evaluation import adapt_and_evaluate, checkpoint_path, load_policy
     from metarl.learners.registry import kind_of
     from metarl.reference_methods import evaluate_oracle
+    from metarl.tasks import make_env
 
     # Every check on the arguments runs before the evaluation: nothing runs for minutes to fail.
     _check_seed("--seed", args.seed)
@@ -184,11 +187,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if env_kwargs:
         if kind_of(config.env) == "supervised":
             raise MetarlError(f"--set env_kwargs.* applies to RL runs; {args.run} trained on {config.env}")
-        config = dataclasses.replace(config, env_kwargs={**config.env_kwargs, **env_kwargs})
-        from metarl.sampling.local import make_vector_env
-
+        config = dataclasses.replace(config, eval_env_kwargs={**config.eval_env_kwargs, **env_kwargs})
         # An argument the env refuses: one line now, not after the first lines of the evaluation.
-        make_vector_env(args.env or config.env, 1, config.horizon, num_threads=1, **config.env_kwargs).close()
+        scoring = config.scoring_env_kwargs()
+        make_env(args.env or config.env, max_episode_steps=config.horizon, **scoring).close()
     method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
     iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
     if args.device:

@@ -191,6 +191,8 @@ class Config:
     gae_lambda: float = 1.0
     normalize_advantages: bool = True
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Env arguments that replace env_kwargs wherever a policy is scored (validation, evaluate).
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
@@ -210,6 +212,12 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def scoring_env_kwargs(self) -> dict[str, Any]:
+        """The env arguments a policy is scored with (validation and ``evaluate``): ``env_kwargs``
+        with ``eval_env_kwargs`` in place of those of the same names, so that a policy trained on
+        a shaped reward (a survival bonus, say) is scored on the reward it is reported on."""
+        return {**self.env_kwargs, **self.eval_env_kwargs}
 
 
 #: The nested sections of a config (``inner``, ``trpo``, ...).
@@ -247,6 +255,7 @@ RL_KEYS = (
     "gae_lambda",
     "normalize_advantages",
     "env_kwargs",
+    "eval_env_kwargs",
     "policy.hidden_sizes",
     "policy.activation",
     "policy.init_log_std",
@@ -333,6 +342,10 @@ KEY_DOCS = {
     "gae_lambda": "GAE's lambda (1: Monte Carlo returns minus the linear baseline)",
     "normalize_advantages": "normalize each task's advantages",
     "env_kwargs": "keyword arguments of the env's constructor",
+    "eval_env_kwargs": (
+        "env arguments that replace env_kwargs of the same names where a policy is scored "
+        "(validation, evaluate): train on a shaped reward, score on the reported one"
+    ),
     "policy.hidden_sizes": "hidden layer widths of the MLP",
     "policy.activation": "relu or tanh",
     "policy.init_log_std": "initial log standard deviation of Gaussian actions",
@@ -597,7 +610,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "", label: Label = yam
 
 def given_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
     """The dotted keys a (YAML-like) dict sets, e.g. ``['seed', 'inner.lr']``; ``env_kwargs``
-    counts as one key."""
+    and ``eval_env_kwargs`` count as one key each."""
     keys = []
     for name, value in data.items():
         key = prefix + str(name)
@@ -648,7 +661,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip()
-        if key not in valid_keys() and not key.startswith("env_kwargs."):
+        if key not in valid_keys() and not key.startswith(("env_kwargs.", "eval_env_kwargs.")):
             raise _unknown_key(key)
         try:
             value = yaml.safe_load(raw)

@@ -132,8 +132,9 @@ def adapt_and_evaluate(
 
     ``env_id`` (default: the config's env) evaluates on another family with the same
     observation and action spaces, e.g. a policy trained on one task distribution on another.
-    ``env_kwargs`` replace those of the config's env of the same names, e.g. to score a policy
-    meta-trained with a shaped reward on the paper's; the result records what the tasks ran with.
+    The tasks run with the config's :meth:`~metarl.config.Config.scoring_env_kwargs`; ``env_kwargs``
+    replace those of the same names, e.g. to score a policy meta-trained with a shaped reward on
+    the paper's. The result records what the tasks ran with.
 
     Tasks come from a stream independent of training's for the same seed. Each step samples
     ``episodes_per_task`` fresh episodes with the current parameters, records their mean
@@ -153,7 +154,7 @@ def adapt_and_evaluate(
     if next(policy.parameters()).device != device:
         policy = copy.deepcopy(policy).to(device)
     env_id = env_id or config.env
-    env_kwargs = {**config.env_kwargs, **(env_kwargs or {})}
+    env_kwargs = {**config.scoring_env_kwargs(), **(env_kwargs or {})}
     sampler = Sampler(
         env_id,
         num_tasks,

@@ -721,7 +721,8 @@ def evaluate_oracle(
     deterministic: bool = False,
 ) -> dict[str, Any]:
     """The oracle's return on the held-out tasks that ``evaluate`` draws for this seed (its
-    no adaptation): the ceiling of the normalized score. Actions are sampled from the policy, as
+    no adaptation), in the env of the config's ``scoring_env_kwargs``: the ceiling of the
+    normalized score. Actions are sampled from the policy, as
     every other method's are, unless ``deterministic`` (PPO's mean action: a higher return).
 
     Every episode of every task runs at once, one sub-env each, in the family's vector env
@@ -738,6 +739,7 @@ def evaluate_oracle(
 
     checkpoint = Path(run_dir) / CHECKPOINT
     normalization = load_checkpoint(checkpoint).get("normalization") if checkpoint.is_file() else None
+    scoring = config.scoring_env_kwargs()
     with torch.random.fork_rng(devices=[]):  # loading and acting draw from torch's global RNG
         model, env = load_oracle(run_dir, config)
         rng = np.random.default_rng([seed, EVAL_STREAM])
@@ -751,7 +753,7 @@ def evaluate_oracle(
         backend = "sync" if config.sampler.backend == "sync" else "auto"
         try:
             vec = make_vector_env(
-                config.env, count, config.horizon, backend, config.sampler.num_threads, **config.env_kwargs
+                config.env, count, config.horizon, backend, config.sampler.num_threads, **scoring
             )
         finally:
             env.close()
@@ -776,7 +778,7 @@ def evaluate_oracle(
     return {
         "env_id": config.env,
         "method": "oracle",
-        "env_kwargs": dict(config.env_kwargs),
+        "env_kwargs": scoring,
         "num_tasks": num_tasks,
         "steps": [0],
         "mean_return": [float(r.mean())],

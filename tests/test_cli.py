@@ -98,6 +98,43 @@ def test_evaluate_set_env_kwargs_runs_the_held_out_tasks_in_that_env(tmp_path, t
     assert not (tmp_path / "bad.json").exists()
 
 
+def test_a_configs_eval_env_kwargs_are_what_its_runs_and_baselines_are_scored_with(tmp_path, capsys):
+    # Trained on the paper's ant, scored with a survival bonus of 1.0 unless evaluate says otherwise.
+    config = tmp_path / "ant.yaml"
+    ant = {**_TINY, "env": "metarl/AntDir-v0", "iterations": 1, "eval_env_kwargs": {"healthy_reward": 1.0}}
+    config.write_text(yaml.safe_dump(ant))
+    run, oracle = tmp_path / "run", tmp_path / "oracle"
+    assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 0
+    args = ["baseline", "oracle", str(config), "--out", str(oracle), "--timesteps", "256", "--num-envs", "2"]
+    assert main(args) == 0
+    paper = ["--set", "env_kwargs.healthy_reward=0.05"]
+    for directory in (run, oracle):
+        scored = {}
+        for name, extra in (("own", []), ("paper", paper)):
+            out = tmp_path / f"{directory.name}-{name}.json"
+            assert (
+                main(["evaluate", str(directory), "--tasks", "2", "--steps", "0", "--json", str(out), *extra])
+                == 0
+            )
+            scored[name] = json.loads(out.read_text())
+        assert scored["own"]["env_kwargs"] == {"healthy_reward": 1.0}
+        assert scored["paper"]["env_kwargs"] == {"healthy_reward": 0.05}  # evaluate --set wins
+        # The same episodes, scored with the bonus's 1.0 - 0.05 per step alive (12 steps at most).
+        gain = np.subtract(scored["own"]["per_task_returns"], scored["paper"]["per_task_returns"])
+        assert np.all(gain > 0) and np.all(gain <= 0.95 * _TINY["horizon"] + 1e-6)
+        if directory == run:  # none of its ants falls
+            np.testing.assert_allclose(gain, 0.95 * _TINY["horizon"], rtol=1e-5)
+
+    capsys.readouterr()  # a value the env does not take: one line, and no run directory
+    config.write_text(yaml.safe_dump({**ant, "eval_env_kwargs": {"healthy_rewards": 1.0}}))
+    code = main(["train", str(config), "--out", str(tmp_path / "bad"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert err.startswith("metarl: error: eval_env_kwargs {'healthy_rewards': 1.0}: ")
+    assert "unknown argument 'healthy_rewards'" in err and "healthy_reward," in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_evaluate_refuses_a_checkpoint_replaced_while_it_was_loaded(
     tmp_path, tiny_config, capsys, monkeypatch
 ):

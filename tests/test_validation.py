@@ -237,3 +237,31 @@ def test_a_run_resumed_in_the_same_process_is_read_after_its_earlier_part(tmp_pa
     names = sorted(p.name for p in (tmp_path / "part").glob("events.out.tfevents.*"))
     assert [name.rsplit(".", 1)[1] for name in names] == ["9", "10"]  # the resumed part last
     assert sorted(_scalars(tmp_path / "part", "validation/score")) == [1, 2, 3, 4]
+
+
+def test_eval_env_kwargs_score_validation_and_evaluate_in_their_env_and_leave_training_alone():
+    # A tiny ant: scored before adapting, the survival bonus is all that tells the two envs apart.
+    ant = {**NAV, "seed": 0, "validation_every": 1, "validation_tasks": 2}
+    paper = metarl.MAMLTRPO("metarl/AntDir-v0", **ant)
+    shaped = metarl.MAMLTRPO("metarl/AntDir-v0", eval_env_kwargs={"healthy_reward": 1.0}, **ant)
+    assert shaped.config.scoring_env_kwargs() == {"healthy_reward": 1.0} and shaped.config.env_kwargs == {}
+    metrics = [{}, {}]
+    for learner, seen in zip((paper, shaped), metrics, strict=True):
+        learner.learn(2, callback=lambda lr, m, seen=seen: seen.update({lr.iteration: m}))
+    for name, value in paper.policy.state_dict().items():  # the same training
+        assert torch.equal(value, shaped.policy.state_dict()[name]), name
+    for i in (1, 2):
+        assert metrics[0][i]["return/post_adaptation"] == metrics[1][i]["return/post_adaptation"]
+        before = [m[i]["validation/return_after_0_steps"] for m in metrics]
+        # the bonus's 1.0 - 0.05 per step: no ant falls in 12 steps
+        assert before[1] - before[0] == pytest.approx(0.95 * NAV["horizon"], rel=1e-5)
+
+    scored = shaped.evaluate(num_tasks=2, steps=0)
+    assert scored["env_kwargs"] == {"healthy_reward": 1.0}
+    same = paper.evaluate(num_tasks=2, steps=0, env_kwargs={"healthy_reward": 1.0})
+    assert scored["mean_return"] == same["mean_return"]
+    back = shaped.evaluate(num_tasks=2, steps=0, env_kwargs={"healthy_reward": 0.05})  # an explicit one wins
+    assert back["env_kwargs"] == {"healthy_reward": 0.05}
+    assert back["mean_return"] == pytest.approx(paper.evaluate(num_tasks=2, steps=0)["mean_return"])
+    paper.close()
+    shaped.close()

@@ -96,8 +96,23 @@ class RLLearner(Learner):
             )
         elif eager:
             _ = self.sampler
+        if policy is None or eager:
+            self._check_scoring_env()
         self.policy = policy
         self._init_optimizer()
+
+    def _check_scoring_env(self) -> None:
+        """Refuse, in one line and before anything runs, ``eval_env_kwargs`` that the env does
+        not take: else they would fail only at the first validation, or at ``evaluate``."""
+        c = self.config
+        if not c.eval_env_kwargs:
+            return
+        from metarl.errors import ConfigError
+
+        try:
+            make_env(c.env, max_episode_steps=c.horizon, **c.scoring_env_kwargs()).close()
+        except ConfigError as e:
+            raise ConfigError(f"eval_env_kwargs {c.eval_env_kwargs}: {e}") from None
 
     def _restore(self, shapes: dict[str, Tensor], file: Path, tasks: Any) -> None:
         """Build an uninitialised policy shaped like a checkpoint's (no sampler until needed)."""
@@ -255,7 +270,8 @@ class RLLearner(Learner):
     def _validation_sampler(self) -> EpisodeSampler:
         """The validation tasks' sampler (made on first use): in this process whatever
         ``sampler.backend`` (Ray and ``async`` too: the family's vector env, or ``sync`` when
-        asked), ``episodes_per_task`` episodes per task, as ``evaluate`` samples."""
+        asked), ``episodes_per_task`` episodes per task, with ``eval_env_kwargs``, as
+        ``evaluate`` samples."""
         if getattr(self, "_valid_sampler", None) is None:
             from metarl.sampling.local import Sampler
 
@@ -266,7 +282,7 @@ class RLLearner(Learner):
                 c.episodes_per_task,
                 c.horizon,
                 backend="sync" if c.sampler.backend == "sync" else "auto",
-                env_kwargs=c.env_kwargs,
+                env_kwargs=c.scoring_env_kwargs(),
                 num_threads=c.sampler.num_threads,
                 rescale_actions=c.policy.rescale_actions,
                 groups=c.sampler.groups,
