@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
     from metarl.device import describe
     from metarl.learners.registry import kind_of
     from metarl.runs import RunDirectory
-    from metarl.tasks import check_task_env, make_env, resolve_env_id
+    from metarl.tasks import check_scoring_env, check_task_env, make_env, resolve_env_id
     from metarl.trainer import Trainer
 
     if args.resume:
@@ -120,6 +120,7 @@ def _train(args: argparse.Namespace) -> int:
             if not spec.id.startswith("metarl/"):  # a user's env: check the task protocol first
                 check_task_env(make_env(config.env, **config.env_kwargs))
                 if config.eval_env_kwargs:  # validation's and evaluate's env, too
+                    check_scoring_env(config)
                     check_task_env(make_env(config.env, **config.scoring_env_kwargs()))
         out = (
             Path(args.out)
@@ -189,8 +190,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise MetarlError(f"--set env_kwargs.* applies to RL runs; {args.run} trained on {config.env}")
         config = dataclasses.replace(config, eval_env_kwargs={**config.eval_env_kwargs, **env_kwargs})
         # An argument the env refuses: one line now, not after the first lines of the evaluation.
-        scoring = config.scoring_env_kwargs()
-        make_env(args.env or config.env, max_episode_steps=config.horizon, **scoring).close()
+        make_env(args.env or config.env, **config.scoring_env_kwargs()).close()
     method = "oracle" if policy is None else getattr(policy, "method", config.algorithm)
     iteration = "" if policy is None else f", iteration {getattr(policy, 'iteration', '?')}"
     if args.device:
@@ -411,6 +411,7 @@ def _baseline(args: argparse.Namespace) -> int:
         resume_baseline,
     )
     from metarl.runs import RunDirectory
+    from metarl.tasks import check_scoring_env
 
     if args.resume:
         flags = {
@@ -449,6 +450,7 @@ def _baseline(args: argparse.Namespace) -> int:
     if args.num_envs is not None:  # --num-envs N is --set ppo.num_envs=N
         overrides.append(f"ppo.num_envs={args.num_envs}")
     config = load_config(args.config, overrides)
+    check_scoring_env(config)  # what evaluate will score the baseline with: not after 1 M PPO steps
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{args.kind}"
     # --out naming a file, a run there without --force, ...: one line before anything runs.
     check_no_unfinished_ppo(out, args.force)

@@ -743,7 +743,11 @@ def evaluate_oracle(
     with torch.random.fork_rng(devices=[]):  # loading and acting draw from torch's global RNG
         model, env = load_oracle(run_dir, config)
         rng = np.random.default_rng([seed, EVAL_STREAM])
-        tasks = env.unwrapped.sample_tasks(num_tasks, rng)
+        # The held-out tasks of the scoring env, as the other methods draw them.
+        drawn = make_env(config.env, **scoring) if config.eval_env_kwargs else env
+        tasks = drawn.unwrapped.sample_tasks(num_tasks, rng)
+        if drawn is not env:
+            drawn.close()
         episodes = episodes_per_task or config.episodes_per_task
         count = num_tasks * episodes  # sub-env i * episodes + j: episode j of task i
         # One scalar draw per episode, in the loop's order (a vectorized draw gives other seeds).

@@ -147,6 +147,18 @@ _BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWOR
 _SET_BY_METARL = ("num_envs", "max_episode_steps")
 
 
+def check_scoring_env(config: Any) -> None:
+    """Refuse, in one line naming ``eval_env_kwargs``, a config's scoring env arguments (see
+    :meth:`metarl.config.Config.scoring_env_kwargs`) that its env does not take: else they would
+    fail only at the first validation or at ``evaluate``, after training."""
+    if not getattr(config, "eval_env_kwargs", None):
+        return
+    try:
+        make_env(config.env, **config.scoring_env_kwargs()).close()
+    except ConfigError as e:
+        raise ConfigError(f"eval_env_kwargs {config.eval_env_kwargs}: {e}") from None
+
+
 def _entry_point(env_id: str) -> Callable[..., Any] | None:
     """The callable registered for ``env_id`` (its module already imported), or None."""
     try:

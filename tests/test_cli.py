@@ -99,31 +99,30 @@ def test_evaluate_set_env_kwargs_runs_the_held_out_tasks_in_that_env(tmp_path, t
 
 
 def test_a_configs_eval_env_kwargs_are_what_its_runs_and_baselines_are_scored_with(tmp_path, capsys):
-    # Trained on the paper's ant, scored with a survival bonus of 1.0 unless evaluate says otherwise.
+    # Trained with PEARL's survival bonus (1.0), scored with the paper's (0.05) unless evaluate
+    # --set names another, which replaces both.
     config = tmp_path / "ant.yaml"
-    ant = {**_TINY, "env": "metarl/AntDir-v0", "iterations": 1, "eval_env_kwargs": {"healthy_reward": 1.0}}
+    bonus = {"env_kwargs": {"healthy_reward": 1.0}, "eval_env_kwargs": {"healthy_reward": 0.05}}
+    ant = {**_TINY, "env": "metarl/AntDir-v0", "iterations": 1, **bonus}
     config.write_text(yaml.safe_dump(ant))
     run, oracle = tmp_path / "run", tmp_path / "oracle"
     assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 0
     args = ["baseline", "oracle", str(config), "--out", str(oracle), "--timesteps", "256", "--num-envs", "2"]
     assert main(args) == 0
-    paper = ["--set", "env_kwargs.healthy_reward=0.05"]
     for directory in (run, oracle):
         scored = {}
-        for name, extra in (("own", []), ("paper", paper)):
+        for name, extra in (("own", []), ("set", ["--set", "env_kwargs.healthy_reward=0.5"])):
             out = tmp_path / f"{directory.name}-{name}.json"
-            assert (
-                main(["evaluate", str(directory), "--tasks", "2", "--steps", "0", "--json", str(out), *extra])
-                == 0
-            )
+            command = ["evaluate", str(directory), "--tasks", "2", "--steps", "0", "--json", str(out)]
+            assert main([*command, *extra]) == 0
             scored[name] = json.loads(out.read_text())
-        assert scored["own"]["env_kwargs"] == {"healthy_reward": 1.0}
-        assert scored["paper"]["env_kwargs"] == {"healthy_reward": 0.05}  # evaluate --set wins
-        # The same episodes, scored with the bonus's 1.0 - 0.05 per step alive (12 steps at most).
-        gain = np.subtract(scored["own"]["per_task_returns"], scored["paper"]["per_task_returns"])
-        assert np.all(gain > 0) and np.all(gain <= 0.95 * _TINY["horizon"] + 1e-6)
+        assert scored["own"]["env_kwargs"] == {"healthy_reward": 0.05}
+        assert scored["set"]["env_kwargs"] == {"healthy_reward": 0.5}
+        # The same episodes, paid 0.5 - 0.05 more per step alive (12 steps at most).
+        gain = np.subtract(scored["set"]["per_task_returns"], scored["own"]["per_task_returns"])
+        assert np.all(gain > 0) and np.all(gain <= 0.45 * _TINY["horizon"] + 1e-6)
         if directory == run:  # none of its ants falls
-            np.testing.assert_allclose(gain, 0.95 * _TINY["horizon"], rtol=1e-5)
+            np.testing.assert_allclose(gain, 0.45 * _TINY["horizon"], rtol=1e-5)
 
     capsys.readouterr()  # a value the env does not take: one line, and no run directory
     config.write_text(yaml.safe_dump({**ant, "eval_env_kwargs": {"healthy_rewards": 1.0}}))

@@ -14,6 +14,7 @@ import metarl.bench
 import metarl.evaluation
 from metarl.cli import main
 from metarl.config import load_config
+from metarl.errors import ConfigError
 from tests.conftest import TINY as _TINY
 from tests.user_env_example import PointGoal
 
@@ -143,6 +144,35 @@ def test_env_kwargs_the_env_does_not_take_are_one_line(tmp_path, capsys, env, ba
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("env", "phrase"),
+    [
+        (
+            "metarl/Navigation2D-v0",
+            "eval_env_kwargs {'goal': 0.3}: env_kwargs for 'metarl/Navigation2D-v0': unknown argument "
+            "'goal'; Navigation2DEnv takes: task",
+        ),
+        (
+            "tests.user_env_example:my/PointGoal-v0",
+            "eval_env_kwargs {'goal': 0.3}: env_kwargs for 'tests.user_env_example:my/PointGoal-v0': "
+            "unknown argument 'goal'; PointGoal takes no env_kwargs",
+        ),
+    ],
+)
+def test_eval_env_kwargs_the_env_does_not_take_are_one_line_before_anything_runs(
+    tmp_path, capsys, env, phrase
+):
+    # Only a validation or an evaluation would use them: refused before training or a baseline.
+    config = write_config(tmp_path, env=env, eval_env_kwargs={"goal": 0.3})
+    out = tmp_path / "run"
+    for command in (["train", str(config), "--no-progress"], ["baseline", "random", str(config)]):
+        one_line_error(capsys, main([*command, "--out", str(out)]), phrase)
+        assert not out.exists()
+    with pytest.raises(ConfigError) as error:  # and in Python
+        metarl.MAMLTRPO(env, eval_env_kwargs={"goal": 0.3}, meta_batch_size=3, horizon=12)
+    assert str(error.value) == phrase
+
+
 def test_env_kwargs_of_a_mujoco_family_list_the_arguments_of_its_base_classes(tmp_path, capsys):
     config = write_config(tmp_path, env="metarl/HalfCheetahVel-v0", env_kwargs={"ctrl_cost_weight": 1.0})
     args = [
@@ -245,6 +275,7 @@ def test_a_user_env_that_raises_or_returns_a_bad_reward_in_the_check_is_one_line
         (["--set", "bogus=1"], "bogus"),
         (["--set", "env_kwargs=3"], "evaluate --set takes env_kwargs.KEY=VALUE, got env_kwargs=3"),
         (["--set", "env_kwargs=3", "--set", "env_kwargs.x=1"], "env_kwargs was already set to 3 by another"),
+        (["--set", "env_kwargs.goal=2"], "for 'metarl/Navigation2D-v0': unknown argument 'goal'; "),
     ],
 )
 def test_evaluate_refuses_bad_arguments_before_it_evaluates(

@@ -27,7 +27,7 @@ from metarl.errors import TaskProtocolError
 from metarl.learners.base import ADAPT_STREAM, VALID_STREAM, Learner
 from metarl.policies import AdaptedPolicy, MLPPolicy, Params, make_policy, policy_from_state
 from metarl.sampling import EpisodeSampler, make_sampler
-from metarl.tasks import PROTOCOL_METHODS, make_env, resolve_env_id
+from metarl.tasks import PROTOCOL_METHODS, check_scoring_env, make_env, resolve_env_id
 
 
 @dataclass
@@ -80,6 +80,8 @@ class RLLearner(Learner):
         self._valid_sampler: EpisodeSampler | None = getattr(self, "_valid_sampler", None)
         self._env: gym.Env | None = getattr(self, "_env", None)
         self._valid_nonfinite = 0
+        if policy is None or eager:
+            check_scoring_env(self.config)  # before any sampler (Ray's workers, Warp's build) starts
         if policy is None:
             sampler = self.sampler
             p = self.config.policy
@@ -96,23 +98,8 @@ class RLLearner(Learner):
             )
         elif eager:
             _ = self.sampler
-        if policy is None or eager:
-            self._check_scoring_env()
         self.policy = policy
         self._init_optimizer()
-
-    def _check_scoring_env(self) -> None:
-        """Refuse, in one line and before anything runs, ``eval_env_kwargs`` that the env does
-        not take: else they would fail only at the first validation, or at ``evaluate``."""
-        c = self.config
-        if not c.eval_env_kwargs:
-            return
-        from metarl.errors import ConfigError
-
-        try:
-            make_env(c.env, max_episode_steps=c.horizon, **c.scoring_env_kwargs()).close()
-        except ConfigError as e:
-            raise ConfigError(f"eval_env_kwargs {c.eval_env_kwargs}: {e}") from None
 
     def _restore(self, shapes: dict[str, Tensor], file: Path, tasks: Any) -> None:
         """Build an uninitialised policy shaped like a checkpoint's (no sampler until needed)."""
