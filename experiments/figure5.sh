@@ -20,6 +20,11 @@
 # published, and a stopped run continues from any clone. RUNS and RESULTS move the run
 # directories and the outputs; TASKS sets the number of held-out tasks (default 40). EXTRA holds
 # --set overrides for the learners (for example EXTRA="--set trpo.curvature_tasks=0.25").
+# VARIANT names a setting other than the config's, reported beside it: its runs and JSONs are
+# LEARNER_VARIANT_seedN, compare.txt pools them on their own row, and the figure and LEARNER.pt
+# stay the config's runs'. The paper's settings where a config is tuned:
+#   VARIANT=lr0.1 EXTRA="--set inner.lr=0.1" bash experiments/figure5.sh halfcheetah_dir
+#   VARIANT=bonus0.05 EXTRA="--set env_kwargs.healthy_reward=0.05" bash experiments/figure5.sh ant_dir
 #
 # JOBS=N trains and scores up to N seeds of a learner at once, each output line prefixed with its
 # learner and seed; the script stops with an error after the batch if any seed failed. On a GPU
@@ -42,6 +47,9 @@ results=${RESULTS:-experiments/results/$task}
 read -r -a extra <<<"${EXTRA:-}"
 jobs=${JOBS:-1}
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number >= 1, got '$jobs'" >&2; exit 2; }
+variant=${VARIANT:-}
+[[ $variant =~ ^[A-Za-z0-9.-]*$ ]] ||
+    { echo "VARIANT must be letters, digits, '.' or '-', got '$variant'" >&2; exit 2; }
 mkdir -p "$runs" "$results"
 
 current() {  # JSON CHECKPOINT: true when JSON scored this very checkpoint file on $tasks tasks
@@ -72,7 +80,8 @@ EOF
 
 train_and_score() {  # LEARNER_CONFIG LEARNER SEED: meta-train one seed (or continue it), score its best.pt
     local learner_config=$1 learner=$2 seed=$3
-    local run=$runs/${learner}_seed$seed json=$results/${learner}_seed$seed.json
+    local name=${learner}${variant:+_$variant}_seed$seed
+    local run=$runs/$name json=$results/$name.json
     if [[ -f $run/checkpoint.pt ]]; then
         metarl train --resume "$run" --set "iterations=$iterations" --no-progress
     else
@@ -113,9 +122,8 @@ for learner in $learners; do
             exit 1
         fi
     fi
-    # The first seed's θ, so that anyone can re-score it without retraining.
-    name=${learner/maml_trpo/maml}
-    cp "$runs/${learner}_seed${seeds[0]}/best.pt" "$results/$name.pt"
+    # The first seed's θ, so that anyone can re-score it without retraining (the config's runs').
+    [[ -n $variant ]] || cp "$runs/${learner}_seed${seeds[0]}/best.pt" "$results/${learner/maml_trpo/maml}.pt"
 done
 
 for kind in random pretrained oracle; do
@@ -134,5 +142,7 @@ case $task in halfcheetah_vel | halfcheetah_dir | ant_vel | ant_dir | navigation
 case $task in *_dir) flags+=(--by-task) ;; esac  # and the direction tasks their returns per direction
 metarl compare --seeds "${flags[@]}" "$results"/*.json | tee "$results/compare.txt"
 trained=()  # the learners' run directories give the figure its training curves
+shopt -s nullglob  # a VARIANT run alone: no training curves of the config's runs yet
 for learner in $learners; do trained+=("$runs/${learner}"_seed*); done
+shopt -u nullglob
 metarl plot --seeds "$results"/*.json "${trained[@]}" --out "$results/$task.png"

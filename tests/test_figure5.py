@@ -16,7 +16,9 @@ from tests.test_baselines import _interrupt_at_update
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _figure5(tmp_path: Path, iterations: int, seeds: str = "0", jobs: str = "1", ok: bool = True):
+def _figure5(
+    tmp_path: Path, iterations: int, seeds: str = "0", jobs: str = "1", ok: bool = True, **more: str
+):
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -28,6 +30,7 @@ def _figure5(tmp_path: Path, iterations: int, seeds: str = "0", jobs: str = "1",
         "RUNS": str(tmp_path / "runs"),
         "RESULTS": str(tmp_path / "results"),
         "EXTRA": "--set meta_batch_size=2 --set episodes_per_task=2 --set validation.tasks=2",
+        **more,
     }
     proc = subprocess.run(
         ["bash", "experiments/figure5.sh", "navigation_2d"], cwd=ROOT, env=env, capture_output=True, text=True
@@ -132,3 +135,26 @@ def test_figure5_jobs_must_be_a_whole_number(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "JOBS must be a whole number >= 1, got 'two'"
     assert not (tmp_path / "runs").exists()
+
+
+def test_figure5_runs_a_variant_beside_the_configs_runs_and_leaves_the_configs_checkpoint(tmp_path):
+    extra = "--set meta_batch_size=2 --set episodes_per_task=2 --set validation.tasks=2"
+    _figure5(tmp_path, iterations=1, VARIANT="lr0.2", EXTRA=f"{extra} --set inner.lr=0.2")
+    results, runs = tmp_path / "results", tmp_path / "runs" / "navigation_2d"
+    run = runs / "maml_trpo_lr0.2_seed0"
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["config"]["inner"]["lr"] == 0.2
+    assert (results / "maml_trpo_lr0.2_seed0.json").is_file() and (results / "navigation_2d.png").is_file()
+    assert not (results / "maml.pt").exists() and not (runs / "maml_trpo_seed0").exists()
+    assert any(
+        line.startswith("maml_trpo_lr0.2 ") for line in (results / "compare.txt").read_text().splitlines()
+    )
+
+    _figure5(tmp_path, iterations=1)  # then the config's own: its checkpoint is maml.pt
+    best = (runs / "maml_trpo_seed0" / "best.pt").read_bytes()
+    assert (results / "maml.pt").read_bytes() == best
+    rows = [line.split()[0] for line in (results / "compare.txt").read_text().splitlines() if line]
+    assert {"maml_trpo_seed0", "maml_trpo_lr0.2_seed0"} <= set(rows)
+
+    proc = _figure5(tmp_path, iterations=1, ok=False, VARIANT="a b")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "VARIANT must be letters, digits, '.' or '-', got 'a b'"
