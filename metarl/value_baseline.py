@@ -1,9 +1,15 @@
 """Linear feature baseline (Duan et al. 2016), fitted per task in one batched solve.
 
 Features per step: the observation clipped to ±10, its square, t/100, (t/100)², (t/100)³ and a
-constant. Weights solve the ridge problem (FᵀF + c·I) w = Fᵀ R with ``torch.linalg.lstsq``; a
-task whose solution is not finite is retried with c ×10 up to ``max_tries`` times, then gets a
-zero baseline (plain returns as advantages) rather than NaNs.
+constant. Weights solve the ridge problem (FᵀF + c·I) w = Fᵀ R by a Cholesky factorization (the
+matrix is symmetric positive definite for c > 0); a task whose factorization fails or whose
+solution is not finite is retried with c ×10 up to ``max_tries`` times, then gets a zero
+baseline (plain returns as advantages) rather than NaNs.
+
+Cholesky rather than a least-squares driver: these systems are badly conditioned (the ant's 54
+contact-force entries are zero until it touches something, so condition numbers reach 1e12), and
+there MKL's default ``lstsq`` driver (``gelsy``, pivoted QR) returned a different last bit on
+about one call in twenty for the same input, which made evaluations and trainings unrepeatable.
 """
 
 from __future__ import annotations
@@ -66,12 +72,10 @@ def fit_predict(
             break
         if attempt > 0:
             retries += idx.numel()
-        try:
-            sol = torch.linalg.lstsq(FtF[idx] + reg * eye, FtR[idx]).solution
-            ok = torch.isfinite(sol).all(dim=(1, 2))
-            weights[idx[ok]] = sol[ok]
-        except RuntimeError:  # a system the LAPACK driver refuses outright
-            ok = torch.zeros(idx.numel(), dtype=torch.bool, device=F.device)
+        chol, info = torch.linalg.cholesky_ex(FtF[idx] + reg * eye)
+        sol = torch.cholesky_solve(FtR[idx], chol)
+        ok = (info == 0) & torch.isfinite(sol).all(dim=(1, 2))
+        weights[idx[ok]] = sol[ok]
         solved[idx[ok]] = True
         todo[idx[ok]] = False
         reg *= 10.0
