@@ -6,10 +6,10 @@ matrix is symmetric positive definite for c > 0); a task whose factorization fai
 solution is not finite is retried with c ×10 up to ``max_tries`` times, then gets a zero
 baseline (plain returns as advantages) rather than NaNs.
 
-Cholesky rather than a least-squares driver: these systems are badly conditioned (the ant's 54
-contact-force entries are zero until it touches something, so condition numbers reach 1e12), and
-there MKL's default ``lstsq`` driver (``gelsy``, pivoted QR) returned a different last bit on
-about one call in twenty for the same input, which made evaluations and trainings unrepeatable.
+Cholesky rather than a least-squares driver: these systems are badly conditioned (most of the
+ant's contact-force entries stay zero, so condition numbers reach 1e12), and there MKL's default
+``lstsq`` driver (``gelsy``, pivoted QR) returned other last bits for the same input on about 5
+to 20 of 100 calls with one thread, which made evaluations and trainings unrepeatable.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def fit_predict(
     ``obs`` is [T, N, E, obs_dim], ``returns`` and ``mask`` are [T, N, E]; the task dimension
     ``N`` is at ``task_dim``. Computed in float64 and returned in ``returns``' dtype.
     """
+    if not reg_coeff > 0:
+        raise ValueError(f"reg_coeff must be > 0 (FᵀF + c·I is then positive definite), got {reg_coeff}")
     out_dtype = returns.dtype
     obs, returns, mask = obs.detach().double(), returns.detach().double(), mask.detach().double()
     feats = features(obs, mask).movedim(task_dim, 0)  # [N, T, E, D]
