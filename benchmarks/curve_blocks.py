@@ -1,8 +1,8 @@
 """Print a meta-training run's learning curves as means over blocks of iterations, the form the
 README quotes them in: training return before and after adapting, iteration time, and every
-validation.
+validation; ``--tag`` adds any other logged scalar (such as ``sampler/env_steps_per_s``).
 
-    python benchmarks/curve_blocks.py experiments/runs/ant_dir/maml_trpo_seed1 [--block 20]
+    python benchmarks/curve_blocks.py experiments/runs/ant_dir/maml_trpo_seed1 [--block 20] [--tag TAG ...]
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--block", type=int, default=20, help="iterations per block (default 20)")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        help="another scalar to show as block means (repeatable), e.g. sampler/env_steps",
+    )
     args = parser.parse_args()
     if args.block < 1:
         print(f"curve_blocks: --block must be >= 1, got {args.block}", file=sys.stderr)
@@ -40,7 +46,14 @@ def main() -> int:
     except MetarlError as exc:
         print(f"curve_blocks: {exc}", file=sys.stderr)
         return 2
-    for tag in BLOCKED:
+    unknown = [tag for tag in args.tag if tag not in scalars]
+    if unknown:
+        print(
+            f"curve_blocks: no scalar {unknown[0]!r} in {args.run_dir}; logged: {', '.join(sorted(scalars))}",
+            file=sys.stderr,
+        )
+        return 2
+    for tag in (*BLOCKED, *(t for t in args.tag if t not in BLOCKED)):
         if tag in scalars:
             blocks = ", ".join(f"{a}-{b}: {m:.1f}" for a, b, m in block_means(scalars[tag], args.block))
             print(f"{tag}\n  {blocks}")
